@@ -54,6 +54,13 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def describe_action(bank: object, action: Sequence[int]) -> str:
+    """``[1, 0, 3, 0]`` -> ``"+1 none/step_by_step/numbered"`` (history choice, then sentence ids)."""
+    hist, role, reasoning, fmt = (int(a) for a in action)
+    ids = [bank.sentences(p)[i].id for p, i in (("role", role), ("reasoning", reasoning), ("format", fmt))]  # type: ignore[attr-defined]
+    return f"(+{bank.history_increments[hist]} {'/'.join(ids)})"  # type: ignore[attr-defined]
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from rpp_gym.agents.baselines import FixedPolicy, RandomPolicy
     from rpp_gym.evaluation import evaluate
@@ -65,23 +72,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     env.close()
     policies = [RandomPolicy(nvec, seed=args.seed)]
     fixed = {
-        "no role, history order, numbered": [1, 0, 1, 0],
-        "expert, step by step, example format": [1, 1, 3, 4],
-        "ranker, similarity, numbers only": [2, 3, 6, 3],
-        "recommender, whole-history score, strict": [0, 2, 7, 1],
+        "LLMRank-style zero-shot": [1, 0, 3, 0],
+        "fixed": [1, 1, 1, 4],
+        "fixed ": [2, 3, 6, 3],
+        "fixed  ": [0, 2, 7, 1],
     }
     for label, action in fixed.items():
-        policies.append(FixedPolicy(action, name=f"fixed {action} ({label})"))
+        policies.append(FixedPolicy(action, name=f"{label.strip()} {describe_action(bank, action)}"))
     print(f"{args.env}: {len(policies)} policies on the {args.users} first test users, 15 rounds each\n")
     rows = []
     for pol in policies:
         res = evaluate(pol, args.env, split="test", n_users=args.users, seed=args.seed)
         s = res.summary()
         rows.append((pol.name, s["ndcg@1"], s["ndcg@5"], s["ndcg@10"], s["ndcg@10_ci95"], s["parse_failure_rate"], res.wall_s))
-    print(f"| {'policy':<58} | NDCG@1 | NDCG@5 | NDCG@10 (95% CI) | parse fail | time |")
-    print(f"|{'-' * 60}|-------:|-------:|-----------------:|-----------:|-----:|")
+    w = max(len(r[0]) for r in rows)
+    print(f"| {'policy':<{w}} | NDCG@1 | NDCG@5 | NDCG@10 (95% CI) | parse fail | time |")
+    print(f"|{'-' * (w + 2)}|-------:|-------:|-----------------:|-----------:|-----:|")
     for name, n1, n5, n10, ci, pf, wall in rows:
-        print(f"| {name:<58} | {n1:.4f} | {n5:.4f} | {n10:.4f} ± {ci:.4f} | {pf:10.1%} | {wall:3.1f}s |")
+        print(f"| {name:<{w}} | {n1:.4f} | {n5:.4f} | {n10:.4f} ± {ci:.4f} | {pf:10.1%} | {wall:3.1f}s |")
     print("\nsentences:", {p: len(bank.sentences(p)) for p in ("role", "reasoning", "format")})
     return 0
 

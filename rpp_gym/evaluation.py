@@ -29,7 +29,9 @@ class EvalResult:
         name: Policy name.
         user_ids: Users in evaluation order.
         metrics: ``{metric: float[n_users, rounds]}``.
-        parse_ok: ``bool[n_users, rounds]``, the answer parsed into at least one candidate.
+        parse_ok: ``bool[n_users, rounds]``, the answer parsed into a ranking of every candidate
+            (its complement is the parse-failure rate: answers that lost, repeated or invented
+            items, or could not be read).
         tokens: Prompt plus completion tokens over the whole evaluation.
         actions: ``int[n_users, rounds, 4]`` chosen actions.
     """
@@ -101,7 +103,7 @@ def evaluate(
                 actions_log[lo : lo + real, t] = actions[:real]
                 for k in METRIC_KEYS:
                     metrics[k][lo : lo + real, t] = info["metrics"][k][:real]
-                parse_ok[lo : lo + real, t] = info["parse"]["recognized"][:real] > 0
+                parse_ok[lo : lo + real, t] = info["parse"]["complete"][:real]
                 llm = info["llm"]
                 tokens += int(np.sum(llm["prompt_tokens"][:real]) + np.sum(llm["completion_tokens"][:real]))
     finally:

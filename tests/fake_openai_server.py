@@ -26,11 +26,9 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
-__all__ = ["FAULT_KINDS", "Fault", "FakeOpenAIServer", "rank_candidates"]
+__all__ = ["FAULT_KINDS", "FakeOpenAIServer", "Fault", "rank_candidates"]
 
-FaultKind = Literal[
-    "rate_limit", "server_error", "slow", "drop", "malformed", "empty_choices", "no_content", "length"
-]
+FaultKind = Literal["rate_limit", "server_error", "slow", "drop", "malformed", "empty_choices", "no_content", "length"]
 FAULT_KINDS: tuple[str, ...] = (
     "rate_limit",
     "server_error",
@@ -196,7 +194,7 @@ class _Handler(BaseHTTPRequestHandler):
     fake: FakeOpenAIServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         """Silence the per-request log lines."""
 
     def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
@@ -215,7 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, doc: Any, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(doc).encode(), headers)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+    def do_GET(self) -> None:
         if self.path.rstrip("/") in ("/v1/models", "/models"):
             self._json(200, {"object": "list", "data": [{"id": self.fake.model, "object": "model"}]})
         elif self.path.rstrip("/") in ("/health", "/v1/health"):
@@ -223,7 +221,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
         if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import pickle
 
+import fake_openai_server
 import pytest
 from fake_openai_server import FakeOpenAIServer
 
@@ -16,7 +17,7 @@ from rpp_gym.llm.openai_backend import OpenAIBackend
 PROMPT = "Rank the candidates:\n[1] Heat (1995)\n[2] Fargo (1996)\n[3] Babe (1995)"
 
 
-@pytest.mark.parametrize("module", [rpp_gym.llm.spec, rpp_gym.llm.cache])
+@pytest.mark.parametrize("module", [rpp_gym.llm.spec, rpp_gym.llm.cache, fake_openai_server])
 def test_doctests(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
     assert result.attempted > 0

@@ -9,7 +9,7 @@ import socket
 import time
 
 import pytest
-from fake_openai_server import Fault, FakeOpenAIServer
+from fake_openai_server import FakeOpenAIServer, Fault
 
 from rpp_gym.llm import LLMBackend, LLMBackendError, LLMRequest, SamplingParams
 from rpp_gym.llm.openai_backend import OpenAIBackend
@@ -175,7 +175,7 @@ def test_pickle_round_trip(server) -> None:
 def _child_generate(backend: OpenAIBackend, queue) -> None:
     try:
         queue.put(backend.generate([LLMRequest.from_prompt(PROMPT)])[0].text)
-    except BaseException as e:  # noqa: BLE001 - report anything to the parent
+    except BaseException as e:
         queue.put(repr(e))
 
 

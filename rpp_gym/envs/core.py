@@ -39,6 +39,8 @@ class StepOutcome:
     rewards: npt.NDArray[np.float64]
     terminated: npt.NDArray[np.bool_]
     infos: list[dict[str, Any]]
+    draws: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]
+    """The shown candidate orders and request seeds used; pass them back to re-ask the same question."""
 
 
 def _default_init_history(dataset: Any) -> int:
@@ -142,6 +144,16 @@ class RPPCore:
         self.last_info[slot] = None
         self._write_obs(slot)
 
+    def reset_info(self, slot: int, split: str) -> dict[str, Any]:
+        """What ``reset`` reports about the episode in ``slot``."""
+        ds = self.bundle.dataset
+        return {
+            "user_id": ds.user_ids[int(self.user[slot])],
+            "split": split,
+            "history_len": int(self.hist_len[slot]),
+            "candidates": [ds.item_ids[j] for j in self.candidates[slot]],
+        }
+
     def _negatives(self, rng: np.random.Generator, user: int) -> npt.NDArray[np.int32]:
         from rpp_gym.data.protocol import sample_negatives
 
@@ -192,8 +204,37 @@ class RPPCore:
             )
         return arr
 
-    def step(self, actions: Any, rng: np.random.Generator, slots: Sequence[int] | None = None) -> StepOutcome:
-        """Step the given slots (default: all) with one joint action each; one backend batch."""
+    def draw(self, rng: np.random.Generator, rows: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The randomness of one step: each row's shown candidate order and its request seed.
+
+        ``step`` calls this when not given ``draws``; callers that need to ask a counterfactual
+        question before stepping draw first and pass the same draws to both.
+        """
+        orders = np.argsort(rng.random((rows, self.config.n_candidates)), axis=1)
+        seeds = rng.integers(0, 2**63, size=rows)
+        return orders, seeds
+
+    def step(
+        self,
+        actions: Any,
+        rng: np.random.Generator | None,
+        slots: Sequence[int] | None = None,
+        *,
+        commit: bool = True,
+        draws: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None,
+    ) -> StepOutcome:
+        """Step the given slots (default: all) with one joint action each; one backend batch.
+
+        Args:
+            actions: One joint action per slot.
+            rng: Draws the shown candidate order and the request seeds (unused when ``draws``
+                is given).
+            slots: Which slots to step.
+            commit: False scores the actions without changing any episode state (a
+                counterfactual question, e.g. for per-agent credit).
+            draws: ``(orders, seeds)`` from an earlier outcome, to show the candidates in the
+                same order with the same request seeds.
+        """
         slots = list(range(self.num_slots)) if slots is None else list(slots)
         acts = self.check_actions(actions, len(slots))
         if (self.user[slots] < 0).any():
@@ -206,8 +247,11 @@ class RPPCore:
         # 1. compose (nothing is committed until the backend has answered)
         new_len = np.empty(len(slots), dtype=np.int64)
         shown = np.empty((len(slots), n), dtype=np.int32)
-        orders = np.argsort(rng.random((len(slots), n)), axis=1)
-        seeds = rng.integers(0, 2**63, size=len(slots))
+        if draws is None:
+            if rng is None:
+                raise ValueError("step() needs an rng unless draws=(orders, seeds) are given")
+            draws = self.draw(rng, len(slots))
+        orders, seeds = draws
         requests, prompts, hist_titles_all, cand_titles_all = [], [], [], []
         for i, slot in enumerate(slots):
             user = int(self.user[slot])
@@ -260,6 +304,9 @@ class RPPCore:
             reward = float(metrics[f"ndcg@{k}"])
             rewards[i] = reward
             ranked_items = [int(shown[i, p]) for p in order]
+            if not commit:
+                infos.append({"metrics": metrics, "answer": comp.text, "parse": parsed.as_dict()})
+                continue
             self.hist_len[slot] = new_len[i]
             self.round[slot] += 1
             self.prev_action[slot] = acts[i]
@@ -299,7 +346,7 @@ class RPPCore:
             self.last_info[slot] = info
             infos.append(info)
         terminated = self.round[slots] >= self.config.rounds
-        return StepOutcome(rewards, terminated, infos)
+        return StepOutcome(rewards, terminated, infos, (orders, seeds))
 
     def close(self) -> None:
         if self.owns_backend:

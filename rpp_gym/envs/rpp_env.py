@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -93,8 +92,8 @@ class RPPEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def __init__(self, render_mode: str | None = None, backend: LLMBackend | None = None, **kwargs: Any) -> None:
         self.config = RPPConfig(**kwargs)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode={render_mode!r}; choose one of {self.metadata['render_modes']} or None")
+        # Like Gymnasium's own envs, an unsupported render mode is stored (gym.make warns about
+        # it) rather than refused: SB3's make_vec_env passes render_mode="rgb_array" by default.
         self.render_mode = render_mode
         self.core = RPPCore(self.config, num_slots=1, backend=backend)
         self.action_space = self.core.action_space
@@ -122,20 +121,11 @@ class RPPEnv(gym.Env[np.ndarray, np.ndarray]):
             raise ValueError(f"split={split!r} is unknown; choose one of {list(self.core.bundle.pools)}")
         self.core.reset_slot(0, self.np_random, split, options.get("user_id"))
         self._split = split
-        core = self.core
-        info = {
-            "user_id": core.bundle.dataset.user_ids[int(core.user[0])],
-            "split": split,
-            "history_len": int(core.hist_len[0]),
-            "candidates": [core.bundle.dataset.item_ids[j] for j in core.candidates[0]],
-        }
-        return core.observations()[0], info
+        return self.core.observations()[0], self.core.reset_info(0, split)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         out = self.core.step([action], self.np_random)
         info = out.infos[0]
-        if self.render_mode == "ansi":
-            pass  # rendered on demand by render()
         return self.core.observations()[0], float(out.rewards[0]), bool(out.terminated[0]), False, info
 
     def action_masks(self) -> np.ndarray:
@@ -143,8 +133,8 @@ class RPPEnv(gym.Env[np.ndarray, np.ndarray]):
         return np.ones(int(self.core.nvec.sum()), dtype=bool)
 
     def render(self) -> str | None:
-        if self.render_mode is None:
-            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' to gym.make")
+        if self.render_mode != "ansi":
+            gym.logger.warn(f"render_mode={self.render_mode!r} cannot be rendered; pass render_mode='ansi' to gym.make")
             return None
         info = self.core.last_info[0]
         if info is None:
@@ -177,9 +167,3 @@ class RPPEnv(gym.Env[np.ndarray, np.ndarray]):
         super().close()
 
 
-def _warn_sim_fallback() -> None:
-    warnings.warn(
-        "RPP-MovieLens-v0 is using the simulated LLM ('sim') because no real backend is available; "
-        "pass llm='llamacpp' or llm='openai:...' for a real model",
-        stacklevel=3,
-    )

@@ -73,10 +73,12 @@ class RPPVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         user_ids = options.get("user_id")
         if user_ids is not None and not isinstance(user_ids, (list, tuple, np.ndarray)):
             user_ids = [user_ids] * self.num_envs
+        infos: dict[str, Any] = {}
         for i in range(self.num_envs):
             self.core.reset_slot(i, self.np_random, self._split, None if user_ids is None else user_ids[i])
+            infos = self._add_info(infos, self.core.reset_info(i, self._split), i)
         self._autoreset[:] = False
-        return self.core.observations(), {}
+        return self.core.observations(), infos
 
     def step(
         self, actions: Any
@@ -87,22 +89,25 @@ class RPPVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         infos: dict[str, Any] = {}
         if self.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP:
             stepping = np.flatnonzero(~self._autoreset)
-            for i in np.flatnonzero(self._autoreset):
-                self.core.reset_slot(int(i), self.np_random, self._split)
+            for i in np.flatnonzero(self._autoreset).tolist():
+                self.core.reset_slot(i, self.np_random, self._split)
+                infos = self._add_info(infos, self.core.reset_info(i, self._split), i)
         else:
             stepping = np.arange(self.num_envs)
         if len(stepping):
             out = self.core.step(actions[stepping], self.np_random, slots=stepping.tolist())
             rewards[stepping] = out.rewards
             terminated[stepping] = out.terminated
-            for i, info in zip(stepping.tolist(), out.infos, strict=True):
+            same_step = self.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
+            final_obs = self.core.observations(stepping)
+            for row, (i, info) in enumerate(zip(stepping.tolist(), out.infos, strict=True)):
+                if same_step and terminated[i]:
+                    # Gymnasium's SAME_STEP convention: the finished episode's last observation
+                    # and info go to final_obs/final_info, the new episode's reset info on top.
+                    infos = self._add_info(infos, {"final_obs": final_obs[row], "final_info": info}, i)
+                    self.core.reset_slot(i, self.np_random, self._split)
+                    info = self.core.reset_info(i, self._split)
                 infos = self._add_info(infos, info, i)
-        if self.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP and terminated.any():
-            done = np.flatnonzero(terminated)
-            final = self.core.observations(done)
-            for row, i in enumerate(done.tolist()):
-                infos = self._add_info(infos, {"final_obs": final[row], "final_info": {}}, i)
-                self.core.reset_slot(i, self.np_random, self._split)
         self._autoreset = terminated.copy()
         truncated = np.zeros(self.num_envs, dtype=bool)
         return self.core.observations(), rewards, terminated, truncated, infos

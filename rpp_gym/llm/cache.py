@@ -118,9 +118,7 @@ def _connect(path: Path, *, create: bool) -> sqlite3.Connection:
     if not create and not path.is_file():
         raise FileNotFoundError(f"no LLM response cache at {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(
-        path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-    )
+    conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
     try:
         conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
@@ -354,9 +352,7 @@ def cache_stats(path: str | Path) -> dict[str, Any]:
         "entries": sum(r[1] for r in rows),
         "oldest": min((r[4] for r in rows), default=None),
         "newest": max((r[5] for r in rows), default=None),
-        "backends": {
-            r[0]: {"entries": r[1], "prompt_tokens": r[2] or 0, "completion_tokens": r[3] or 0} for r in rows
-        },
+        "backends": {r[0]: {"entries": r[1], "prompt_tokens": r[2] or 0, "completion_tokens": r[3] or 0} for r in rows},
     }
 
 
@@ -399,7 +395,8 @@ def prune_cache(path: str | Path, older_than_days: float | None = None, backend:
     """
     if older_than_days is None and backend is None:
         raise ValueError("prune_cache needs older_than_days= and/or backend=; to drop everything, delete the file")
-    where, args = [], []
+    where: list[str] = []
+    args: list[Any] = []
     if older_than_days is not None:
         where.append("created < ?")
         args.append(time.time() - older_than_days * 86400)

@@ -60,6 +60,24 @@ def _resolve_dtype(dtype: Any, device: str, torch: Any) -> Any:
     return dtype
 
 
+def _stop_on_strings(tokenizer: Any, stops: Sequence[str], prompt_len: int) -> Any:
+    """A stopping criterion that ends each row once its decoded answer contains a stop string.
+
+    (transformers' own ``stop_strings`` needs a tokenizer whose vocabulary it can analyse;
+    decoding works with every tokenizer.)
+    """
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class StopOnStrings(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            texts = tokenizer.batch_decode(input_ids[:, prompt_len:], skip_special_tokens=True)
+            done = [any(stop in text for stop in stops if stop) for text in texts]
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([StopOnStrings()])
+
+
 class HFBackend:
     """A Hugging Face causal LM generating in batches on one device.
 
@@ -196,8 +214,7 @@ class HFBackend:
             config.temperature, config.top_p, config.top_k = sampling.temperature, sampling.top_p, None
         kwargs: dict[str, Any] = {"generation_config": config}
         if sampling.stop:
-            config.stop_strings = list(sampling.stop)
-            kwargs["tokenizer"] = self.tokenizer
+            kwargs["stopping_criteria"] = _stop_on_strings(self.tokenizer, sampling.stop, enc["input_ids"].shape[1])
         start = time.perf_counter()
         try:
             if sampling.greedy:

@@ -152,7 +152,7 @@ class LlamaCppServer:
         start = time.perf_counter()
         try:
             self._server: Any = xllamacpp.Server(params)  # returns once the model is loaded
-        except Exception as e:  # noqa: BLE001 - xllamacpp raises RuntimeError without details
+        except Exception as e:
             hint = "" if config.verbose else " (create it with verbose=True to see llama.cpp's log)"
             raise LLMBackendError(
                 f"llama.cpp could not start serving {config.model_path} with n_ctx={config.n_ctx}, "
@@ -194,7 +194,9 @@ class LlamaCppServer:
 
     def __repr__(self) -> str:
         state = self.base_url if self.running else "stopped"
-        return f"{type(self).__name__}({Path(self.config.model_path).name}, n_parallel={self.config.n_parallel}, {state})"
+        return (
+            f"{type(self).__name__}({Path(self.config.model_path).name}, n_parallel={self.config.n_parallel}, {state})"
+        )
 
 
 # --------------------------------------------------------------------------- shared servers

@@ -80,7 +80,7 @@ def _shutdown(runner: _LoopThread, client: Any) -> None:
             if client is not None:
                 runner.run(client.close())
             runner.run(runner.loop.shutdown_default_executor())
-        except Exception:  # noqa: BLE001 - best effort while shutting down
+        except Exception:
             pass
     runner.stop()
 
@@ -270,7 +270,7 @@ class OpenAIBackend:
             start = time.perf_counter()
             try:
                 response = await self._client.chat.completions.create(**kwargs)
-            except Exception as e:  # noqa: BLE001 - every failure becomes one clear error
+            except Exception as e:
                 raise LLMBackendError(f"{self.where}: {self._describe(e)}") from e
             latency = time.perf_counter() - start
         return self._completion(response, latency)

@@ -111,9 +111,7 @@ class VLLMBackend:
                 raise LLMBackendError(f"vllm backend ({self.model}): generation failed: {e}") from e
         latency = time.perf_counter() - start
         if len(outputs) != len(requests):
-            raise LLMBackendError(
-                f"vllm backend ({self.model}): {len(outputs)} outputs for {len(requests)} requests"
-            )
+            raise LLMBackendError(f"vllm backend ({self.model}): {len(outputs)} outputs for {len(requests)} requests")
         completions = []
         for i, output in enumerate(outputs):
             if not output.outputs:

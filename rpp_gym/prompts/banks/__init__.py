@@ -1,0 +1,1 @@
+"""Packaged sentence banks, one JSON file per domain."""
