@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="GGUF file (default: SmolLM2-135M-Instruct Q4_1)")
     parser.add_argument("--n", type=int, default=4, help="prompts per measurement (default 4)")
     parser.add_argument("--n-parallel", type=int, default=4, help="llama.cpp slots (default 4)")
-    parser.add_argument("--n-threads", type=int, default=None, help="llama.cpp threads (default: all CPUs)")
+    parser.add_argument("--n-threads", type=int, default=None, help="llama.cpp threads (default: half the CPUs)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each measurement (default 3)")
     parser.add_argument("--max-tokens", type=int, default=160, help="answer budget (default 160)")
     args = parser.parse_args()

@@ -15,7 +15,16 @@ import rpp_gym
 from rpp_gym.envs.registration import ENV_SPECS
 
 # Real-LLM ids start a llama.cpp server; they get their own (few, quick) tests in test_llamacpp_env.py.
-SIM_IDS = [i for i, s in ENV_SPECS.items() if s["kwargs"].get("llm") == "sim"]
+from rpp_gym.data.specs import data_available  # noqa: E402
+
+
+def _with_data(env_id: str) -> object:
+    """The id as a pytest param, skipped with the reason when its data is absent (checked offline)."""
+    ok, reason = data_available(env_id)
+    return env_id if ok else pytest.param(env_id, marks=pytest.mark.skip(reason=reason))
+
+
+SIM_IDS = [_with_data(i) for i, s in ENV_SPECS.items() if s["kwargs"].get("llm") == "sim"]
 
 # Warnings we accept from the checkers, each with its reason:
 ALLOWED_WARNINGS = (

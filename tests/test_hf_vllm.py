@@ -65,7 +65,8 @@ PROMPTS = ["rank the movies heat fargo", "user watched alien", "rank : [ 1 ] toy
 
 
 def test_hf_greedy_batches_match_single_requests(hf) -> None:
-    assert isinstance(hf, LLMBackend)
+    backend: object = hf
+    assert isinstance(backend, LLMBackend)
     assert hf.identity == f"hf:{hf.model}:float32"
     sampling = SamplingParams(max_tokens=6)
     batched = hf.generate([LLMRequest.from_prompt(p, sampling) for p in PROMPTS])  # batches of 2, left-padded

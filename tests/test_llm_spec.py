@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import pickle
+from typing import Any
 
 import fake_openai_server
 import pytest
@@ -139,14 +140,14 @@ def test_cache_none_and_explicit_path(tmp_path) -> None:
 def test_sim_is_never_cached(monkeypatch) -> None:
     import rpp_gym.llm.sim
 
-    seen = {}
+    seen: dict[str, object] = {}
 
     def fake_from_options(options, world):
         seen.update(options=options, world=world)
         return "sim-backend"
 
     monkeypatch.setattr(rpp_gym.llm.sim.SimLLM, "from_options", staticmethod(fake_from_options))
-    world = object()
+    world: Any = object()
     assert make_backend("sim?temperature=0.5", world=world) == "sim-backend"
     assert seen == {"options": {"temperature": "0.5"}, "world": world}
 
@@ -157,6 +158,7 @@ def test_api_key_only_from_env_never_in_identity_repr_or_pickle(tmp_path, monkey
     with FakeOpenAIServer() as server:
         backend = make_backend(f"openai:{server.base_url}?model=m", cache=tmp_path / "c.sqlite")
         try:
+            assert isinstance(backend, CachedBackend)
             backend.generate([LLMRequest.from_prompt(PROMPT)])
             # RPP_GYM_API_KEY wins over OPENAI_API_KEY
             assert server.headers[0]["authorization"] == "Bearer sk-rpp-SECRET"

@@ -89,7 +89,9 @@ def test_best_fixed_prompt_matches_brute_force_via_evaluate() -> None:
 
 def test_oracle_is_picked_on_one_seed_and_scored_on_another() -> None:
     env_kwargs = {"rounds": 3, "bank": _small_bank()}
-    orc = per_user_oracle(ENV_ID, split="test", n_users=3, select_seed=1, score_seed=0, env_kwargs=env_kwargs, workers=1)
+    orc = per_user_oracle(
+        ENV_ID, split="test", n_users=3, select_seed=1, score_seed=0, env_kwargs=env_kwargs, workers=1
+    )
     for u in range(3):
         fair = evaluate(FixedPolicy(orc.actions[u]), ENV_ID, split="test", n_users=3, seed=0, env_kwargs=env_kwargs)
         same = evaluate(FixedPolicy(orc.actions[u]), ENV_ID, split="test", n_users=3, seed=1, env_kwargs=env_kwargs)

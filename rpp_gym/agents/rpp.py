@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import time
 from collections.abc import Sequence
@@ -82,9 +83,9 @@ class Args:
     seed: int = 1
     """Seeds the networks, the action sampling and the env."""
     threads: int | None = 1
-    """torch threads (process-wide; None leaves torch's default). Bitwise reproducibility needs the same value."""
+    """torch threads during the run (None: torch's default); bitwise reproducibility needs the same value."""
     torch_deterministic: bool = True
-    """Set ``torch.use_deterministic_algorithms`` (process-wide) for the run."""
+    """``torch.use_deterministic_algorithms`` during the run (both settings are restored afterwards)."""
     env_id: str = "RPP-MovieLens-Sim-v0"
     """A registered env id."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -93,8 +94,8 @@ class Args:
     """``"a2c"`` (the paper's TD actor-critic) or ``"mappo"`` (clipped surrogate, GAE)."""
     total_timesteps: int = 1_500_000
     """User-rounds (transitions) to train on."""
-    num_envs: int = 200
-    """Users stepped side by side; each vector step is one LLM batch of this size."""
+    num_envs: int = 32
+    """Users stepped side by side; each vector step is one LLM batch of this size (a2c: one update per step)."""
     hidden: int = 128
     """Width of the two hidden layers of every actor and of the critic."""
     gamma: float = 0.95
@@ -109,8 +110,8 @@ class Args:
     """Entropy bonus (summed over the four agents)."""
     max_grad_norm: float = 0.5
     """Gradient norm clip, applied to the actors and the critic separately."""
-    norm_adv: bool = False
-    """Normalise advantages per (mini)batch (a2c: the TD errors of one step)."""
+    norm_adv: bool = True
+    """Normalise advantages per (mini)batch (a2c: the TD errors of one step, all users in the same round)."""
     gae_lambda: float = 0.95
     """mappo: GAE lambda."""
     update_epochs: int = 4
@@ -412,6 +413,7 @@ class TrainResult:
         curve_steps: Transitions seen at each update.
         eval_curve: ``(transitions seen, mean NDCG@k)`` of each periodic evaluation.
         wall_s: Seconds the run took.
+        cpu_s: CPU seconds of this process during the run (a contention-free cost on a shared machine).
         checkpoint: Where it was saved (None if not).
     """
 
@@ -422,6 +424,7 @@ class TrainResult:
     curve_steps: list[int] = field(default_factory=list)
     eval_curve: list[tuple[int, float]] = field(default_factory=list)
     wall_s: float = 0.0
+    cpu_s: float = 0.0
     checkpoint: Path | None = None
 
     def policy(self, deterministic: bool = True, seed: int = 0) -> RPPPolicy:
@@ -431,12 +434,21 @@ class TrainResult:
 
 def train(args: Args) -> TrainResult:
     """Train the four agents on the train users of ``args.env_id`` (see the module docstring)."""
-    from rpp_gym.evaluation import evaluate
-
-    start = time.perf_counter()
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(args.torch_deterministic)
+    try:
+        return _train(args)
+    finally:  # these are process-wide: give them back
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _train(args: Args) -> TrainResult:
+    from rpp_gym.evaluation import evaluate
+
+    start, cpu_start = time.perf_counter(), time.process_time()
     env_kwargs = {**args.env_kwargs, "split": "train"}
     envs = gym.make_vec(args.env_id, num_envs=args.num_envs, **env_kwargs)
     rounds = envs.unwrapped.config.rounds
@@ -473,7 +485,8 @@ def train(args: Args) -> TrainResult:
             agent.train()
             result.eval_curve.append((seen, float(res.per_user().mean())))
             if args.verbose:
-                print(f"update {update}/{num_updates}  seen {seen}  eval {args.eval_split} {result.eval_curve[-1][1]:.4f}")
+                score = result.eval_curve[-1][1]
+                print(f"update {update}/{num_updates}  seen {seen}  eval {args.eval_split} {score:.4f}")
 
     obs_np, _ = envs.reset(seed=args.seed)
     obs = torch.as_tensor(obs_np)
@@ -493,7 +506,8 @@ def train(args: Args) -> TrainResult:
                 next_obs = torch.as_tensor(next_np)
                 rewards = torch.as_tensor(reward, dtype=torch.float32)
                 dones = torch.as_tensor(done, dtype=torch.float32)
-                optimise(a2c_losses(agent, obs, action, rewards, next_obs, dones, args.gamma, args.ent_coef, args.norm_adv))
+                optimise(a2c_losses(agent, obs, action, rewards, next_obs, dones, args.gamma, args.ent_coef,
+                                    args.norm_adv))
                 seen += args.num_envs
                 result.curve.append(float(reward.mean()))
                 round_t += 1
@@ -546,6 +560,7 @@ def train(args: Args) -> TrainResult:
         envs.close()
     agent.eval()
     result.wall_s = time.perf_counter() - start
+    result.cpu_s = time.process_time() - cpu_start
     if args.save_path:
         result.checkpoint = save_checkpoint(args.save_path, agent, args, env_config)
     return result
@@ -571,7 +586,8 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_)
         elif f.name in ("threads", "save_path"):
             kind = int if f.name == "threads" else str
-            p.add_argument(flag, type=lambda s, k=kind: None if s.lower() == "none" else k(s), default=default, help=help_)
+            p.add_argument(flag, type=lambda s, k=kind: None if s.lower() == "none" else k(s), default=default,
+                           help=help_)
         else:
             p.add_argument(flag, type=type(default), default=default, help=help_,
                            choices=ALGOS if f.name == "algo" else None)
@@ -587,7 +603,7 @@ def _field_docs() -> dict[str, str]:
     tree = ast.parse(inspect.getsource(Args))
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs: dict[str, str] = {}
-    for node, nxt in zip(body, body[1:], strict=False):
+    for node, nxt in itertools.pairwise(body):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
                 docs[node.target.id] = nxt.value.value

@@ -198,7 +198,9 @@ def score_actions(
     """
     env_kwargs = dict(env_kwargs or {})
     if draws is None:
-        draws = episode_draws(env_id, split=split, n_users=n_users, seed=seed, batch_size=batch_size, env_kwargs=env_kwargs)
+        draws = episode_draws(
+            env_id, split=split, n_users=n_users, seed=seed, batch_size=batch_size, env_kwargs=env_kwargs
+        )
     n = len(draws.user_ids)
     acts = np.asarray(actions, dtype=np.int64)
     if acts.ndim == 2:
@@ -214,7 +216,9 @@ def score_actions(
     # scripts; they only run numpy, so torch threads in the parent do not matter
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     with ProcessPoolExecutor(workers, mp_context=mp.get_context(method)) as pool:
-        futures = [pool.submit(_score_chunk, env_id, env_kwargs, draws.subset(p), np.ascontiguousarray(acts[p])) for p in parts]
+        futures = [
+            pool.submit(_score_chunk, env_id, env_kwargs, draws.subset(p), np.ascontiguousarray(acts[p])) for p in parts
+        ]
         return np.concatenate([f.result() for f in futures], axis=0)
 
 

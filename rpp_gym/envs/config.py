@@ -55,6 +55,8 @@ class RPPConfig:
     """Seeds the user pools (independent of the env seed)."""
     embedding_dim: int = BundleOptions.embedding_dim
     """Size of the collaborative user/item embeddings in the observation."""
+    min_interactions: int = BundleOptions.min_interactions
+    """Users with fewer interactions (held-out item included) are not eligible for pools."""
 
     def __post_init__(self) -> None:
         if self.history_mode not in HISTORY_MODES:
@@ -83,6 +85,7 @@ class RPPConfig:
             pool_sizes=self.pool_sizes,
             split_seed=self.split_seed,
             embedding_dim=self.embedding_dim,
+            min_interactions=self.min_interactions,
         )
 
     def to_dict(self) -> dict[str, Any]:

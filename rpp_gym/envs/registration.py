@@ -27,6 +27,34 @@ ENV_SPECS: dict[str, dict[str, Any]] = {
         "nondeterministic": False,
         "doc": "MovieLens-100K, simulated LLM ranker: quick experiments.",
     },
+    # Ids below need data that may be absent (no download source, or one outside the package
+    # index): rpp_gym.data.specs.data_available(env_id) says, offline, whether it is there.
+    "RPP-Lastfm-Sim-v0": {
+        "kwargs": {"dataset": "lastfm", "llm": "sim"},
+        "nondeterministic": False,
+        "doc": "Last.fm (HetRec 2011) artists, music bank, simulated LLM ranker (init_history=1).",
+    },
+    "RPP-Lastfm-v0": {
+        "kwargs": {"dataset": "lastfm", "llm": "llamacpp"},
+        "nondeterministic": True,
+        "doc": "Last.fm (HetRec 2011) artists, music bank, embedded llama.cpp SmolLM2-135M-Instruct.",
+    },
+    "RPP-Games-Sim-v0": {
+        "kwargs": {"dataset": "games", "llm": "sim"},
+        "nondeterministic": False,
+        "doc": "Amazon Video Games (files you provide), game bank, simulated LLM ranker (init_history=5).",
+    },
+    "RPP-Games-v0": {
+        "kwargs": {"dataset": "games", "llm": "llamacpp"},
+        "nondeterministic": True,
+        "doc": "Amazon Video Games (files you provide), game bank, embedded llama.cpp SmolLM2-135M-Instruct.",
+    },
+    "RPP-Custom-v0": {
+        "kwargs": {"dataset": "custom", "llm": "llamacpp"},
+        "nondeterministic": True,
+        "doc": "Your data: data_dir= (interactions.csv + items.csv) or dataset= (a Dataset); its domain picks "
+        "the bank; llm='sim' for the simulated ranker, pool_sizes= for small data.",
+    },
 }
 
 

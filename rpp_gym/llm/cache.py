@@ -207,8 +207,13 @@ class CachedBackend:
         self.close()
 
     def stats(self) -> dict[str, float]:
-        """Counters of this instance: ``hits``, ``misses`` (requests sent to the wrapped backend),
-        ``prompt_tokens`` and ``completion_tokens`` (spent by those misses), and ``hit_rate``."""
+        """Counters of this instance.
+
+        Returns:
+            ``hits`` (duplicates within a batch count as hits), ``misses`` (requests sent to the
+            wrapped backend), ``prompt_tokens`` and ``completion_tokens`` (spent by those misses)
+            and ``hit_rate``.
+        """
         with self._lock:
             total = self.hits + self.misses
             return {

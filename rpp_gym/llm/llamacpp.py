@@ -46,6 +46,7 @@ __all__ = [
     "LlamaCppServer",
     "acquire_server",
     "default_model_path",
+    "default_threads",
     "release_server",
     "running_servers",
 ]
@@ -59,6 +60,18 @@ def _cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """Half the CPUs this process may use (at least 1).
+
+    Half the logical CPUs is about the physical cores (hyper-threads do not speed up llama.cpp's
+    matrix work) and leaves room for the env and the agent. llama.cpp's threads wait on each
+    other at every layer, so when another process takes a core they stall: measured on a loaded
+    2-core machine, 2 threads took 52-169 s for 4 ranking answers where 1 thread took 8-9 s
+    (idle, 2 threads are about 1.4x faster than 1).
+    """
+    return max(1, _cpu_count() // 2)
 
 
 def default_model_path() -> Path:
@@ -84,7 +97,7 @@ class LlamaCppConfig:
     n_parallel: int
     """Slots: requests decoded together (continuous batching)."""
     n_threads: int
-    """CPU threads for generation and prompt processing."""
+    """CPU threads for generation and prompt processing (see :func:`default_threads`)."""
     n_gpu_layers: int | None = None
     """Layers offloaded to a GPU (None: xllamacpp's default, all layers when a GPU exists)."""
     verbose: bool = False
@@ -116,7 +129,7 @@ class LlamaCppConfig:
                 f"n_ctx={n_ctx} leaves {n_ctx // n_parallel} tokens per slot for n_parallel={n_parallel}; "
                 f"llama.cpp splits n_ctx across slots, give at least {n_parallel * 1024} for ranking prompts"
             )
-        return cls(str(path), n_ctx, n_parallel, n_threads or _cpu_count(), n_gpu_layers, verbose)
+        return cls(str(path), n_ctx, n_parallel, n_threads or default_threads(), n_gpu_layers, verbose)
 
 
 class LlamaCppServer:
@@ -188,8 +201,12 @@ class LlamaCppServer:
         return self._server is not None
 
     def stop(self) -> None:
-        """Stop the server: dropping the ``xllamacpp.Server`` runs its destructor, which ends the
-        task loop, stops the HTTP listener and joins the threads. Safe to call twice."""
+        """Stop the server; safe to call twice.
+
+        ``xllamacpp.Server`` has no stop method: dropping the last reference runs its C++
+        destructor, which ends llama.cpp's task loop, stops the HTTP listener and joins the
+        threads (tens of milliseconds).
+        """
         self._server = None
 
     def __repr__(self) -> str:
@@ -281,7 +298,7 @@ class LlamaCppBackend:
         model_path: A GGUF file; None: the default SmolLM2-135M-Instruct Q4_1.
         n_parallel: Slots, i.e. requests decoded together; also the requests kept in flight.
         n_ctx: Total context, split across slots (default ``n_parallel * 2048``).
-        n_threads: CPU threads (default: the CPUs this process may use).
+        n_threads: CPU threads (default :func:`default_threads`: half the CPUs, at least 1).
         n_gpu_layers: Layers to offload to a GPU (default: xllamacpp's choice).
         timeout: Seconds one request may take (queueing behind other slots included).
         max_retries: Retries of a failed HTTP request.

@@ -1,0 +1,217 @@
+"""The RPP agent: its update is the documented A2C TD update, it learns, it saves and reloads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import rpp_gym  # noqa: F401
+from rpp_gym.agents.baselines import RandomPolicy
+from rpp_gym.agents.rpp import (
+    Agent,
+    Args,
+    RPPPolicy,
+    a2c_losses,
+    gae,
+    load_agent,
+    load_policy,
+    main,
+    mappo_losses,
+    train,
+)
+from rpp_gym.evaluation import evaluate
+
+ENV_ID = "RPP-MovieLens-Sim-v0"
+
+
+# ---- the update, by hand ---------------------------------------------------------------------
+
+
+def _forward_by_hand(seq: torch.nn.Sequential, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(last hidden activation, output) of a Linear-Tanh-Linear-Tanh-Linear MLP, in float64 numpy."""
+    w = [seq[i].weight.detach().double().numpy() for i in (0, 2, 4)]
+    b = [seq[i].bias.detach().double().numpy() for i in (0, 2, 4)]
+    h = np.tanh(np.tanh(x @ w[0].T + b[0]) @ w[1].T + b[1])
+    return h, h @ w[2].T + b[2]
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def test_a2c_update_matches_a_hand_computation() -> None:
+    torch.manual_seed(0)
+    nvec = [2, 3, 2, 2]
+    agent = Agent(obs_dim=3, nvec=nvec, hidden=4).double()
+    with torch.no_grad():  # make the output layers matter (they start near zero)
+        for p in agent.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    obs = np.array([[0.1, -0.5, 0.3], [0.7, 0.2, -0.1], [-0.4, 0.4, 0.9]])
+    next_obs = np.array([[0.2, -0.4, 0.3], [0.6, 0.1, 0.0], [0.0, 0.0, 0.0]])
+    actions = np.array([[1, 2, 0, 1], [0, 0, 1, 1], [1, 1, 1, 0]])
+    rewards = np.array([1.0, 0.0, 0.5])  # each user's own reward
+    dones = np.array([0.0, 0.0, 1.0])  # the third user's episode ends: no bootstrap
+    gamma, ent_coef = 0.95, 0.1
+
+    losses = a2c_losses(
+        agent, torch.tensor(obs), torch.tensor(actions), torch.tensor(rewards), torch.tensor(next_obs),
+        torch.tensor(dones), gamma, ent_coef,
+    )
+    agent.zero_grad()
+    (losses["actor_loss"] + losses["critic_loss"]).backward()
+
+    # by hand: TD errors per user
+    h_c, v = _forward_by_hand(agent.critic, obs)
+    _, v_next = _forward_by_hand(agent.critic, next_obs)
+    v, v_next = v[:, 0], v_next[:, 0]
+    delta = rewards + gamma * v_next * (1 - dones) - v
+    np.testing.assert_allclose(losses["delta"].numpy(), delta, rtol=1e-10)
+    assert losses["critic_loss"].item() == pytest.approx(0.5 * np.mean(delta**2), rel=1e-10)
+    # d critic_loss / d V(s_i) = -delta_i / B (the target is held fixed)
+    g_v = -delta / len(delta)
+    np.testing.assert_allclose(agent.critic[4].bias.grad.numpy(), [g_v.sum()], rtol=1e-10)
+    np.testing.assert_allclose(agent.critic[4].weight.grad.numpy(), (g_v @ h_c)[None], rtol=1e-10)
+
+    actor_loss, entropy = 0.0, 0.0
+    for k, n in enumerate(nvec):
+        h, z = _forward_by_hand(agent.actors[k], obs)
+        logp = _log_softmax(z)
+        p = np.exp(logp)
+        ent_k = -(p * logp).sum(axis=1)
+        onehot = np.eye(n)[actions[:, k]]
+        actor_loss += -np.mean(delta * logp[np.arange(3), actions[:, k]])
+        entropy += ent_k.mean()
+        # d/dz of -delta * log p(a) is -delta (onehot - p); of -c * H it is c * p * (log p + H)
+        g_z = (-delta[:, None] * (onehot - p) + ent_coef * p * (logp + ent_k[:, None])) / len(delta)
+        np.testing.assert_allclose(agent.actors[k][4].bias.grad.numpy(), g_z.sum(axis=0), rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(agent.actors[k][4].weight.grad.numpy(), g_z.T @ h, rtol=1e-8, atol=1e-12)
+    actor_loss -= ent_coef * entropy
+    assert losses["entropy"].item() == pytest.approx(entropy, rel=1e-10)
+    assert losses["actor_loss"].item() == pytest.approx(actor_loss, rel=1e-10)
+    # the actors' loss does not reach the critic and vice versa (separate optimisers, no leaks)
+    agent.zero_grad()
+    losses = a2c_losses(
+        agent, torch.tensor(obs), torch.tensor(actions), torch.tensor(rewards), torch.tensor(next_obs),
+        torch.tensor(dones), gamma, ent_coef,
+    )
+    losses["actor_loss"].backward()
+    assert all(p.grad is None or not p.grad.any() for p in agent.critic_parameters())
+
+
+def test_gae_matches_a_hand_computation() -> None:
+    r = torch.tensor([[1.0], [0.0], [0.5]])
+    v = torch.tensor([[0.2], [0.4], [0.1]])
+    d = torch.tensor([[0.0], [0.0], [1.0]])
+    adv, ret = gae(r, v, d, torch.tensor([9.0]), gamma=0.9, lam=0.5)
+    d2 = 0.5 - 0.1  # terminal: the 9.0 bootstrap is ignored
+    d1 = 0.0 + 0.9 * 0.1 - 0.4
+    d0 = 1.0 + 0.9 * 0.4 - 0.2
+    a2, a1 = d2, d1 + 0.45 * d2
+    a0 = d0 + 0.45 * a1
+    np.testing.assert_allclose(adv[:, 0].numpy(), [a0, a1, a2], rtol=1e-6)
+    np.testing.assert_allclose(ret.numpy(), (adv + v).numpy())
+
+
+def test_mappo_loss_at_ratio_one_is_the_policy_gradient_per_agent() -> None:
+    torch.manual_seed(1)
+    agent = Agent(3, [2, 3, 2, 2], hidden=4)
+    obs = torch.randn(5, 3)
+    actions, logp, _, value = agent.get_action_and_value(obs)
+    adv = torch.randn(5)
+    out = mappo_losses(agent, obs, actions, logp.detach(), adv, value.detach() + 1, value.detach(), 0.2, 0.0,
+                       norm_adv=False)
+    # ratio 1: loss = -mean(adv) per agent, summed over the four agents
+    assert out["actor_loss"].item() == pytest.approx(-4 * adv.mean().item(), rel=1e-5)
+    assert out["critic_loss"].item() == pytest.approx(0.5, rel=1e-5)
+    assert out["approx_kl"].item() == pytest.approx(0.0, abs=1e-7)
+
+
+# ---- training --------------------------------------------------------------------------------
+
+TINY = {"num_envs": 16, "total_timesteps": 16 * 5 * 4, "hidden": 16, "env_kwargs": {"rounds": 5}}
+
+
+@pytest.mark.parametrize("algo", ["a2c", "mappo"])
+def test_seeded_runs_reproduce_exactly(algo: str) -> None:
+    a = train(Args(algo=algo, seed=3, **TINY))
+    b = train(Args(algo=algo, seed=3, **TINY))
+    c = train(Args(algo=algo, seed=4, **TINY))
+    assert a.curve == b.curve and len(a.curve) == (20 if algo == "a2c" else 4)
+    for (name, pa), pb in zip(a.agent.state_dict().items(), b.agent.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb), name
+    assert a.curve != c.curve
+
+
+def test_every_learned_part_is_trained() -> None:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)  # the same initialisation train() uses for seed 3
+        before = Agent(92, [3, 5, 9, 5], hidden=16)
+    result = train(Args(seed=3, **TINY))
+    for (name, p0), p1 in zip(before.state_dict().items(), result.agent.state_dict().values(), strict=True):
+        assert not torch.equal(p0, p1), f"{name} did not change in training"
+    assert result.env_config["rounds"] == 5 and result.env_config["split"] == "train"
+
+
+def test_short_training_beats_random_far_outside_the_seed_spread() -> None:
+    env_kwargs = {"rounds": 5}
+    kwargs = {"split": "test", "n_users": 100, "env_kwargs": env_kwargs}
+    args = {"algo": "mappo", "num_envs": 100, "total_timesteps": 100 * 5 * 24, "env_kwargs": env_kwargs}
+    trained = [evaluate(train(Args(seed=s, **args)).policy(), ENV_ID, seed=s, **kwargs).per_user().mean()
+               for s in (1, 2)]
+    random = [evaluate(RandomPolicy([3, 5, 9, 5], seed=s), ENV_ID, seed=s, **kwargs).per_user().mean() for s in (1, 2)]
+    gain = np.mean(trained) - np.mean(random)
+    spread = max(np.ptp(trained), np.ptp(random), 0.005)
+    assert gain > 4 * spread, (trained, random)
+
+
+def test_checkpoint_round_trip(tmp_path) -> None:
+    path = tmp_path / "rpp.pt"
+    result = train(Args(seed=5, save_path=str(path), exp_name="tiny", **TINY))
+    assert result.checkpoint == path
+    _, meta = load_agent(path)
+    assert meta["env_id"] == ENV_ID and meta["env_config"] == result.env_config
+    assert meta["args"]["seed"] == 5 and meta["args"]["env_kwargs"] == {"rounds": 5}
+    obs = np.random.default_rng(0).uniform(-1, 1, (64, 92)).astype(np.float32)
+    greedy = load_policy(path)
+    assert greedy.name == "tiny"
+    np.testing.assert_array_equal(greedy.act(obs), result.policy().act(obs))
+    # stochastic: the same seed gives the same samples, another seed others
+    s1, s2 = load_policy(path, deterministic=False, seed=7), result.policy(deterministic=False, seed=7)
+    np.testing.assert_array_equal(s1.act(obs), s2.act(obs))
+    assert not np.array_equal(s1.act(obs), load_policy(path, deterministic=False, seed=8).act(obs))
+    # and it plugs into evaluate
+    res = evaluate(greedy, ENV_ID, split="valid", n_users=8, env_kwargs={"rounds": 5})
+    assert res.actions.shape == (8, 5, 4) and res.name == "tiny"
+
+
+def test_policy_protocol_shapes() -> None:
+    policy = RPPPolicy(Agent(92, [3, 5, 9, 5], hidden=8))
+    act = policy.act(np.zeros((3, 92), dtype=np.float32))
+    assert act.dtype == np.int64 and act.shape == (3, 4)
+    assert ((act >= 0) & (act < [3, 5, 9, 5])).all()
+
+
+def test_cli_help_lists_every_args_field(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--algo", "--total-timesteps", "--gamma", "--actor-lr", "--critic-lr", "--env-kwargs", "--save-path"):
+        assert flag in out
+    assert "Discount factor" in out
+
+
+def test_cli_trains_and_saves(tmp_path, capsys) -> None:
+    path = tmp_path / "cli.pt"
+    assert main(["--algo", "mappo", "--num-envs", "8", "--total-timesteps", "80", "--hidden", "8",
+                 "--env-kwargs", '{"rounds": 5}', "--save-path", str(path)]) == 0
+    assert path.exists() and "saved" in capsys.readouterr().out
+
+
+def test_bad_args_are_refused() -> None:
+    with pytest.raises(ValueError, match="algo"):
+        Args(algo="ppo")
+    with pytest.raises(TypeError):
+        Args(learning_rate=1e-3)  # type: ignore[call-arg]
