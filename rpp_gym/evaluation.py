@@ -70,6 +70,8 @@ def evaluate(
 ) -> EvalResult:
     """Roll ``policy`` out once per user of ``split`` with the batched vector env.
 
+    A policy with a ``begin(user_ids)`` method is told the users of each batch before it acts.
+
     Users are processed ``batch_size`` at a time (one LLM batch per round); a short last batch
     is padded with repeats of its last user whose results are dropped.
     """
@@ -97,6 +99,8 @@ def evaluate(
             real = len(chunk)
             chunk += [chunk[-1]] * (width - real)
             obs, _ = env.reset(seed=seed + lo, options={"split": split, "user_id": chunk})
+            if hasattr(policy, "begin"):
+                policy.begin(chunk)  # policies that act per user learn whose episodes these are
             for t in range(rounds):
                 actions = np.asarray(policy.act(obs), dtype=np.int64)
                 obs, _, _, _, info = env.step(actions)

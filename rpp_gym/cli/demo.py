@@ -1,0 +1,59 @@
+"""``rpp-gym demo`` (what ``make demo`` runs): the project's main job, end to end.
+
+1. trains RPP (multi-agent actor-critic) on the simulated LLM, on the train users;
+2. evaluates every baseline and RPP on the 200 test users with the simulator, and on the first
+   few test users with the embedded real LLM (llama.cpp + SmolLM2-135M-Instruct);
+3. prints the comparison table and leaves it, with CSV/JSON and plots, in ``runs/demo/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+SIM_ENV = "RPP-MovieLens-Sim-v0"
+REAL_ENV = "RPP-MovieLens-v0"
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rpp_gym.cli.evaluate import run_comparison
+    from rpp_gym.cli.train import cmd_train
+
+    start = time.perf_counter()
+    out = Path(args.out)
+    run_dir = out / "rpp"
+    print(f"[1/2] training RPP on {SIM_ENV} ({args.steps:,} user-rounds) -> {run_dir}")
+    train_args = argparse.Namespace(
+        env=SIM_ENV, algo="rpp", llm=None, steps=args.steps, seed=args.seed, num_envs=200, eval_every=0,
+        eval_users=200, save_every=20_000, out=str(run_dir), quiet=args.quiet,
+    )
+    if (run_dir / "config.json").exists() and (run_dir / "agent.pt").exists() and not args.retrain:
+        print(f"      {run_dir} already trained; reusing it (pass --retrain to train again)")
+    else:
+        code = cmd_train(train_args)
+        if code:
+            return code
+    methods = ["random", "llmrank", "fewshot-5", "fewshot-20", "best-fixed", "oracle", "popularity", "bpr",
+               "sasrec", str(run_dir)]
+    groups = [(f"{SIM_ENV} (sim)", SIM_ENV, {}, None)]
+    if args.real_users:
+        groups.append((f"{REAL_ENV} (llamacpp SmolLM2-135M, {args.real_users} users)", REAL_ENV, {}, args.real_users))
+    print(f"[2/2] evaluating {len(methods)} methods on {', '.join(g[0] for g in groups)}")
+    run_comparison(methods, groups, "test", args.seed, out, quick=args.quick, progress=not args.quiet)
+    print()
+    print((out / "comparison.md").read_text())
+    print(f"tables and plots in {out}/ ({time.perf_counter() - start:.0f}s in all)")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    d = sub.add_parser("demo", help="the main job: train RPP, compare it with every baseline, table and plots")
+    d.add_argument("--steps", type=int, default=300_000, help="RPP training budget in user-rounds")
+    d.add_argument("--real-users", type=int, default=8, help="test users evaluated with the real LLM (0: none)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--quick", action="store_true", help="short BPR/SASRec training")
+    d.add_argument("--retrain", action="store_true", help="train again even if runs/demo/rpp exists")
+    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_demo)

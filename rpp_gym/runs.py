@@ -1,0 +1,88 @@
+"""Run directories written by ``rpp-gym train``: config, checkpoint, learning curve, logs.
+
+::
+
+    runs/NAME/
+      config.json      everything needed to reproduce the run (and to refuse an incompatible one)
+      agent.pt         RPP / MAPPO checkpoint (rpp_gym.agents.rpp), or
+      model.zip        a Stable-Baselines3 model
+      progress.csv     learning curve: transitions seen, mean reward, (eval NDCG@10)
+      tb/              TensorBoard logs
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RUN_FORMAT", "RPP_ALGOS", "SB3_ALGOS", "load_run_config", "load_run_policy", "write_json_atomic"]
+
+RUN_FORMAT = 1
+"""Bump when a run directory's layout changes incompatibly."""
+RPP_ALGOS = ("rpp", "mappo")
+SB3_ALGOS = ("ppo", "a2c", "maskable-ppo", "dqn")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so a crash leaves either the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, default=str)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read ``config.json``; a missing, foreign or newer-format run is a ``ValueError`` with the fix."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json); train one with `rpp-gym train`")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}); retrain or restore the file") from None
+    fmt = config.get("format")
+    if fmt != RUN_FORMAT:
+        raise ValueError(
+            f"{run_dir} was written by an incompatible rpp-gym (run format {fmt!r}, this version reads "
+            f"{RUN_FORMAT}); retrain it with this version or use the rpp-gym {config.get('rpp_gym', '?')} that wrote it"
+        )
+    return config
+
+
+def load_run_policy(run_dir: str | os.PathLike[str], deterministic: bool = True) -> Any:
+    """The trained policy of a run directory, behind the ``name``/``act(obs)`` policy protocol."""
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    algo = config["algo"]
+    name = config.get("name", run_dir.name)
+    if algo in RPP_ALGOS:
+        from rpp_gym.agents.rpp import load_policy
+
+        return load_policy(run_dir / "agent.pt", deterministic=deterministic, name=name)
+    if algo in SB3_ALGOS:
+        from rpp_gym.agents.sb3 import SB3Policy
+
+        model = sb3_class(algo).load(run_dir / "model.zip", device="cpu")
+        nvec = config.get("nvec") if algo == "dqn" else None
+        return SB3Policy(model, name, nvec=nvec, deterministic=deterministic)
+    raise ValueError(f"{run_dir}: unknown algo {algo!r} in config.json; known: {RPP_ALGOS + SB3_ALGOS}")
+
+
+def sb3_class(algo: str) -> Any:
+    """The Stable-Baselines3 (or sb3-contrib) class for an algo name."""
+    if algo == "maskable-ppo":
+        from sb3_contrib import MaskablePPO
+
+        return MaskablePPO
+    import stable_baselines3 as sb3
+
+    return {"ppo": sb3.PPO, "a2c": sb3.A2C, "dqn": sb3.DQN}[algo]
