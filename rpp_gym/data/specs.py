@@ -329,12 +329,13 @@ def data_available(
     """
     label = name
     if name not in DATASETS:
-        from rpp_gym.envs.registration import ENV_SPECS
+        from rpp_gym.envs.registration import ENV_SPECS, PLUS_ENV_SPECS
 
-        if name not in ENV_SPECS:
-            known = ", ".join([*sorted(ENV_SPECS), *sorted(DATASETS)])
+        all_specs = {**ENV_SPECS, **PLUS_ENV_SPECS}
+        if name not in all_specs:
+            known = ", ".join([*sorted(all_specs), *sorted(DATASETS)])
             raise KeyError(f"{name!r} is neither a registered env id nor a dataset; known: {known}")
-        kwargs = ENV_SPECS[name]["kwargs"]
+        kwargs = all_specs[name]["kwargs"]
         name = kwargs["dataset"]
         data_dir = kwargs.get("data_dir", data_dir) if data_dir is None else data_dir
         label = f"{label} (dataset {name!r})"

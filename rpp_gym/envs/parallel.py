@@ -13,7 +13,7 @@ import numpy.typing as npt
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from rpp_gym.envs.registration import ENTRY_POINT
+from rpp_gym.envs.registration import ENTRY_POINT, PLUS_ENTRY_POINT
 from rpp_gym.envs.rpp_env import RESET_OPTIONS, RPPEnv
 from rpp_gym.prompts.bank import PATTERNS
 
@@ -23,7 +23,8 @@ AGENTS: tuple[str, ...] = PATTERNS
 """The agents, one per prompt pattern, in the order of the joint action vector."""
 
 INVALID_ACTIONS: tuple[str, ...] = ("raise", "default")
-"""What a padded action does in the padded variant: raise a ``ValueError`` or use the default."""
+"""What an invalid action (padding, or an empty slot of a growing bank) does: raise a
+``ValueError`` or use the default."""
 
 ObsType = npt.NDArray[np.float32] | dict[str, npt.NDArray[Any]]
 
@@ -47,11 +48,18 @@ class RPPParallelEnv(ParallelEnv[str, ObsType, int]):
     action raises a ``ValueError`` (``invalid_action="raise"``) or is replaced by the pattern's
     default (``invalid_action="default"``, see ``SentenceBank.defaults``).
 
+    With growing banks (RPP+ ids, :class:`rpp_gym.envs.refine.RefineWrapper`) an agent's space
+    is ``Discrete(capacity)`` and only the slots holding a sentence are valid: the live mask is
+    :meth:`action_mask` (int8 over the agent's action space), each agent's ``info["action_mask"]``
+    (reset and step), the padded variant's ``obs["action_mask"]``, and the mask bits at the end
+    of the shared features. An empty slot is treated like padding: ``invalid_action="raise"``
+    (a ``ValueError``) or ``"default"`` (allowed here without ``padded``).
+
     ## Observation Spaces
 
     ``Box(-1, 1, (D + 4,), float32)`` per agent: the single env's observation (``D`` features,
-    documented in ``RPPEnv``; 92 with the movie bank) followed by a one-hot indicator of the
-    agent in ``AGENTS`` order. With ``padded=True`` it is
+    documented in ``RPPEnv``; 92 with the movie bank, 172 for RPP+) followed by a one-hot
+    indicator of the agent in ``AGENTS`` order. With ``padded=True`` it is
     ``Dict({"observation": that Box, "action_mask": Box(0, 1, (max n,), int8)})``, identical for
     all agents (what SuperSuit's ``pettingzoo_env_to_vec_env_v1`` needs).
 
@@ -76,8 +84,8 @@ class RPPParallelEnv(ParallelEnv[str, ObsType, int]):
     and request seed) with that agent's choice replaced by its pattern's default. An agent that
     chose its default gets exactly 0 without asking. The other counterfactual prompts go to the
     backend as one extra batch of at most 4 requests per step, so the flag is off by default.
-    In the padded variant with ``invalid_action="default"``, ``padding_replaced`` says whether
-    the agent's action was padding. ``reset`` gives each agent the single env's reset info.
+    With ``invalid_action="default"``, ``padding_replaced`` says whether the agent's action was
+    padding (or an empty slot). ``reset`` gives each agent the single env's reset info.
 
     ## Starting State
 
@@ -128,12 +136,15 @@ class RPPParallelEnv(ParallelEnv[str, ObsType, int]):
     ) -> None:
         if invalid_action not in INVALID_ACTIONS:
             raise ValueError(f"invalid_action={invalid_action!r}; choose one of {INVALID_ACTIONS}")
-        if invalid_action != "raise" and not padded:
-            raise ValueError("invalid_action='default' only applies to padded actions; pass padded=True")
         if env is None:
             env = RPPEnv(render_mode=render_mode, backend=backend, **kwargs)
         elif kwargs or backend is not None or render_mode is not None:
             raise TypeError("pass either env= or the env's keyword arguments, not both")
+        if invalid_action != "raise" and not padded and not env.core.masked:
+            raise ValueError(
+                "invalid_action='default' only applies to padded actions (or empty slots of growing banks); "
+                "pass padded=True"
+            )
         self.env = env
         self.core = env.core
         self.render_mode = env.render_mode
@@ -154,7 +165,6 @@ class RPPParallelEnv(ParallelEnv[str, ObsType, int]):
         n_max = int(self.nvec.max())
         self._dim = self.core.obs_dim
         self.state_space = self.core.observation_space
-        self._masks = {a: (np.arange(n_max) < self.nvec[j]).astype(np.int8) for j, a in enumerate(AGENTS)}
         self.action_spaces = {a: spaces.Discrete(n_max if padded else int(self.nvec[j])) for j, a in enumerate(AGENTS)}
         self.observation_spaces = {a: self._make_obs_space(n_max) for a in AGENTS}
 
@@ -170,6 +180,15 @@ class RPPParallelEnv(ParallelEnv[str, ObsType, int]):
 
     def action_space(self, agent: str) -> spaces.Space[Any]:
         return self.action_spaces[self._check_agent(agent)]
+
+    def action_mask(self, agent: str) -> npt.NDArray[np.int8]:
+        """The agent's live mask over its action space: 1 where the action holds a choice now."""
+        j = AGENTS.index(self._check_agent(agent))
+        n = self.action_spaces[agent].n
+        out = np.zeros(n, dtype=np.int8)
+        parts = np.split(self.core.action_masks([0])[0], np.cumsum(self.nvec)[:-1])
+        out[: self.nvec[j]] = parts[j]
+        return out
 
     def _check_agent(self, agent: str) -> str:
         if agent not in self.observation_spaces:
@@ -188,7 +207,11 @@ class RPPParallelEnv(ParallelEnv[str, ObsType, int]):
             options = {k: v for k, v in options.items() if k in RESET_OPTIONS}
         _, info = self.env.reset(seed=seed, options=options)
         self.agents = list(self.possible_agents)
-        return self._observations(), {a: dict(info) for a in self.agents}
+        infos = {a: dict(info) for a in self.agents}
+        if self.core.masked:
+            for a in self.agents:
+                infos[a]["action_mask"] = self.action_mask(a)
+        return self._observations(), infos
 
     def step(
         self, actions: Mapping[str, Any]
@@ -214,6 +237,8 @@ class RPPParallelEnv(ParallelEnv[str, ObsType, int]):
                 info["credit"] = reward - ndcg
             if self.invalid_action == "default":
                 info["padding_replaced"] = replaced[j]
+            if self.core.masked:
+                info["action_mask"] = self.action_mask(agent)
             infos[agent] = info
         agents = self.agents
         obs = self._observations()
@@ -246,7 +271,7 @@ class RPPParallelEnv(ParallelEnv[str, ObsType, int]):
             row = np.zeros(self._dim + len(AGENTS), dtype=np.float32)
             row[: self._dim] = shared
             row[self._dim + j] = 1.0
-            obs[agent] = {"observation": row, "action_mask": self._masks[agent].copy()} if self.padded else row
+            obs[agent] = {"observation": row, "action_mask": self.action_mask(agent)} if self.padded else row
         return obs
 
     def _joint_action(self, actions: Mapping[str, Any]) -> tuple[npt.NDArray[np.int64], list[bool]]:
@@ -261,6 +286,7 @@ class RPPParallelEnv(ParallelEnv[str, ObsType, int]):
             )
         joint = np.empty(len(AGENTS), dtype=np.int64)
         replaced = [False] * len(AGENTS)
+        live = np.split(self.core.action_masks([0])[0], np.cumsum(self.nvec)[:-1])
         for j, agent in enumerate(AGENTS):
             value = np.asarray(actions[agent])
             n = self.action_spaces[agent].n
@@ -277,6 +303,14 @@ class RPPParallelEnv(ParallelEnv[str, ObsType, int]):
                         f"action {a} of agent {agent!r} is padding: {agent} has {self.nvec[j]} choices "
                         f"(0..{self.nvec[j] - 1}); sample with obs[{agent!r}]['action_mask'] "
                         "or pass invalid_action='default'"
+                    )
+                a, replaced[j] = int(self.defaults[j]), True
+            elif not live[j][a]:
+                if self.invalid_action == "raise":
+                    raise ValueError(
+                        f"action {a} of agent {agent!r} is an empty slot of its growing bank (valid now: "
+                        f"{np.flatnonzero(live[j]).tolist()}); sample with the action mask or pass "
+                        "invalid_action='default'"
                     )
                 a, replaced[j] = int(self.defaults[j]), True
             joint[j] = a
@@ -329,8 +363,16 @@ def make_parallel_env(env_id: str, **kwargs: Any) -> RPPParallelEnv:
         module, env_id = env_id.split(":", 1)
         importlib.import_module(module)
     spec = gym.spec(env_id)
+    if spec.entry_point == PLUS_ENTRY_POINT:
+        from rpp_gym.envs.refine import make_refine_env
+
+        view = {k: kwargs.pop(k) for k in ("padded", "invalid_action", "counterfactual_credit") if k in kwargs}
+        env = make_refine_env(**{**spec.kwargs, **kwargs}).unwrapped  # the core carries the refinement
+        assert isinstance(env, RPPEnv)
+        return RPPParallelEnv(env, **view)
     if spec.entry_point not in (ENTRY_POINT, RPPEnv):
         raise ValueError(
-            f"{env_id} has entry point {spec.entry_point!r}; the parallel view drives RPPEnv ({ENTRY_POINT})"
+            f"{env_id} has entry point {spec.entry_point!r}; the parallel view drives RPPEnv ({ENTRY_POINT}) "
+            f"or an RPP+ env ({PLUS_ENTRY_POINT})"
         )
     return RPPParallelEnv(**{**spec.kwargs, **kwargs})

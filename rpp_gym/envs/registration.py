@@ -6,10 +6,12 @@ from typing import Any
 
 import gymnasium as gym
 
-__all__ = ["ENV_SPECS", "register_envs"]
+__all__ = ["ENV_SPECS", "PLUS_ENV_SPECS", "register_envs"]
 
 ENTRY_POINT = "rpp_gym.envs.rpp_env:RPPEnv"
 VECTOR_ENTRY_POINT = "rpp_gym.envs.vector:RPPVectorEnv"
+PLUS_ENTRY_POINT = "rpp_gym.envs.refine:make_refine_env"
+PLUS_VECTOR_ENTRY_POINT = "rpp_gym.envs.refine:make_refine_vector_env"
 
 ENV_SPECS: dict[str, dict[str, Any]] = {
     "RPP-MovieLens-Sim-v0": {
@@ -57,16 +59,38 @@ ENV_SPECS: dict[str, dict[str, Any]] = {
     },
 }
 
+PLUS_ENV_SPECS: dict[str, dict[str, Any]] = {
+    "RPP-Plus-MovieLens-Sim-v0": {
+        "kwargs": {"dataset": "movielens-1m", "llm": "sim"},
+        "nondeterministic": False,
+        "doc": "RPP+ on MovieLens-1M with the simulated LLM as ranker and refiner (documented rewrite effects).",
+    },
+    "RPP-Plus-MovieLens-v0": {
+        "kwargs": {"dataset": "movielens-1m", "llm": "llamacpp"},
+        "nondeterministic": True,
+        "doc": "RPP+ on MovieLens-1M, embedded llama.cpp SmolLM2-135M-Instruct ranks and rewrites.",
+    },
+}
+"""RPP+ ids (:class:`rpp_gym.envs.refine.RefineWrapper`): growing banks, masked actions.
+
+They take the :class:`~rpp_gym.envs.refine.RefineConfig` fields (``capacity``, ``scope``,
+``refiner``, ...) besides the env's. Kept apart from :data:`ENV_SPECS` because their actions are
+masked: the fixed-bank registry checks, which sample unmasked actions, do not apply to them;
+``tests/test_refine.py`` gives them the same checks with masked sampling.
+"""
+
 
 def register_envs() -> None:
-    """Register every id in :data:`ENV_SPECS` (idempotent)."""
-    for env_id, spec in ENV_SPECS.items():
-        if env_id in gym.registry:
-            continue
-        gym.register(
-            id=env_id,
-            entry_point=ENTRY_POINT,
-            vector_entry_point=VECTOR_ENTRY_POINT,
-            kwargs=dict(spec["kwargs"]),
-            nondeterministic=spec["nondeterministic"],
-        )
+    """Register every id in :data:`ENV_SPECS` and :data:`PLUS_ENV_SPECS` (idempotent)."""
+    tables = ((ENV_SPECS, ENTRY_POINT, VECTOR_ENTRY_POINT), (PLUS_ENV_SPECS, PLUS_ENTRY_POINT, PLUS_VECTOR_ENTRY_POINT))
+    for specs, entry_point, vector_entry_point in tables:
+        for env_id, spec in specs.items():
+            if env_id in gym.registry:
+                continue
+            gym.register(
+                id=env_id,
+                entry_point=entry_point,
+                vector_entry_point=vector_entry_point,
+                kwargs=dict(spec["kwargs"]),
+                nondeterministic=spec["nondeterministic"],
+            )

@@ -10,7 +10,7 @@ import numpy as np
 from rpp_gym.envs.config import RPPConfig
 from rpp_gym.envs.core import RPPCore
 from rpp_gym.llm.base import LLMBackend
-from rpp_gym.prompts.bank import PATTERNS
+from rpp_gym.prompts.bank import PATTERNS, SentenceBank
 
 __all__ = ["RPPEnv"]
 
@@ -37,6 +37,13 @@ class RPPEnv(gym.Env[np.ndarray, np.ndarray]):
     ``"absolute"`` it picks a length from ``history_lengths``. Sentence texts are in
     ``info["sentences"]`` and in ``env.unwrapped.bank``.
 
+    With growing banks (RPP+, :class:`rpp_gym.envs.refine.RefineWrapper`) each sentence pattern
+    has ``capacity`` indices (``[3, 16, 16, 16]`` by default), some of them empty; the current
+    sentences are in ``env.unwrapped.core.bank_of(0)``. :meth:`action_masks` (flattened,
+    ``bool[sum(nvec)]``, what sb3-contrib's ``MaskablePPO`` reads) and the observation's mask
+    slice say which indices hold a sentence. Choosing an empty one raises a ``ValueError``, or
+    uses the pattern's default with ``invalid_action="default"``.
+
     ## Observation Space
 
     ``Box(-1, 1, (2d + 2 + sum(nvec) + 4,), float32)`` (``d = embedding_dim``, default 32, so 92
@@ -50,6 +57,10 @@ class RPPEnv(gym.Env[np.ndarray, np.ndarray]):
     | ``sum(nvec)`` | previous joint action, one-hot per pattern (zeros at reset) |
     | 4 | previous reward, NDCG@1, NDCG@5, and whether the answer parsed (zeros at reset) |
     | ``d`` | mean embedding of the LLM's previous top-3 ranked items (zeros at reset) |
+    | ``sum(nvec)`` | RPP+ only: the validity mask, 1 where an action index holds a sentence (``core.mask_slice``) |
+
+    Without growing banks the observation has no mask bits (92 entries with the movie bank); with
+    them it is ``2d + 6 + 2 * sum(nvec)`` long (172 for capacity 16).
 
     ## Rewards
 
@@ -74,8 +85,9 @@ class RPPEnv(gym.Env[np.ndarray, np.ndarray]):
     ``prompt``, ``answer``, ``ranking`` (candidate item ids in parsed order), ``candidates`` (in
     shown order), ``target``, ``target_pos`` (0-based shown position of the held-out item),
     ``target_rank`` (-1 when unranked), ``metrics``, ``parse`` (parser statistics), ``user_id``,
-    ``history_len``, ``round``, ``action``, ``sentences``, ``llm`` (tokens, latency, cache hit)
-    and, with a cached backend, ``cache`` (hit/miss/token counters).
+    ``history_len``, ``round``, ``action``, ``sentences``, ``sentence_ids``, ``llm`` (tokens,
+    latency, cache hit) and, with a cached backend, ``cache`` (hit/miss/token counters). With
+    growing banks also ``empty_slot_replaced`` and ``refine`` (see ``RefineWrapper``).
 
     ## Arguments
 
@@ -96,13 +108,17 @@ class RPPEnv(gym.Env[np.ndarray, np.ndarray]):
         # it) rather than refused: SB3's make_vec_env passes render_mode="rgb_array" by default.
         self.render_mode = render_mode
         self.core = RPPCore(self.config, num_slots=1, backend=backend)
-        self.action_space = self.core.action_space
-        self.observation_space = self.core.observation_space
+        self.refresh_spaces()
         self._split = self.config.split
         self._closed = False
 
+    def refresh_spaces(self) -> None:
+        """Re-read the action and observation spaces from the core (after ``core.set_capacity``)."""
+        self.action_space = self.core.action_space
+        self.observation_space = self.core.observation_space
+
     @property
-    def bank(self):  # type: ignore[no-untyped-def]
+    def bank(self) -> SentenceBank:
         """The sentence bank the actions index into."""
         return self.core.bank
 
@@ -110,7 +126,9 @@ class RPPEnv(gym.Env[np.ndarray, np.ndarray]):
     def backend(self) -> LLMBackend:
         return self.core.backend
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         options = dict(options or {})
         unknown = set(options) - set(RESET_OPTIONS)
@@ -129,8 +147,12 @@ class RPPEnv(gym.Env[np.ndarray, np.ndarray]):
         return self.core.observations()[0], float(out.rewards[0]), bool(out.terminated[0]), False, info
 
     def action_masks(self) -> np.ndarray:
-        """Flattened validity mask of length ``sum(nvec)`` (sb3-contrib's ``MaskablePPO``); all valid here."""
-        return np.ones(int(self.core.nvec.sum()), dtype=bool)
+        """Flattened validity mask ``bool[sum(nvec)]`` (sb3-contrib's ``MaskablePPO``).
+
+        Pattern by pattern in ``PATTERNS`` order; all True with fixed banks, False at empty slots
+        of growing ones.
+        """
+        return self.core.action_masks([0])[0]
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":

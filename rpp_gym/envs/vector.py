@@ -23,6 +23,11 @@ class RPPVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
     for a server, one batched generate for an in-process model, one vectorised pass for ``sim``),
     and parses every answer. Episodes are independent users drawn from the same pool.
 
+    RPP+ ids (``gym.make_vec("RPP-Plus-MovieLens-Sim-v0", num_envs=N)``) build this env and
+    configure growing banks on its core (:func:`rpp_gym.envs.refine.make_refine_vector_env`):
+    the refiner's requests of all N users go to the backend as one more batch per step, and
+    :meth:`action_masks` has one row per env.
+
     Args:
         num_envs: Number of episodes side by side.
         autoreset_mode: ``AutoresetMode.NEXT_STEP`` (Gymnasium's default: the step after an
@@ -51,13 +56,17 @@ class RPPVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         self.num_envs = num_envs
         self.core = RPPCore(self.config, num_slots=num_envs, backend=backend)
         self.metadata = {**self.metadata, "autoreset_mode": mode}
-        self.single_action_space = self.core.action_space
-        self.single_observation_space = self.core.observation_space
-        self.action_space = batch_space(self.single_action_space, num_envs)
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.refresh_spaces()
         self._autoreset = np.zeros(num_envs, dtype=bool)
         self._split = self.config.split
         self._closed = False
+
+    def refresh_spaces(self) -> None:
+        """Re-read the spaces from the core (after ``core.set_capacity``)."""
+        self.single_action_space = self.core.action_space
+        self.single_observation_space = self.core.observation_space
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
 
     def reset(
         self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
@@ -113,8 +122,11 @@ class RPPVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         return self.core.observations(), rewards, terminated, truncated, infos
 
     def action_masks(self) -> np.ndarray:
-        """``(num_envs, sum(nvec))`` validity masks; all valid for fixed banks."""
-        return np.ones((self.num_envs, int(self.core.nvec.sum())), dtype=bool)
+        """``bool[num_envs, sum(nvec)]`` validity masks, one row per env (all True for fixed banks).
+
+        With growing banks (RPP+) each env's row follows its own bank in episode scope.
+        """
+        return self.core.action_masks()
 
     def close_extras(self, **kwargs: Any) -> None:
         if not self._closed:

@@ -48,6 +48,11 @@ For a request showing user ``u`` the history items ``h_1..h_L`` (oldest first) a
 
    Longer prompts (more history) therefore help the taste estimate but raise failure rates.
 
+RPP+ refine requests (``request.meta`` a :class:`~rpp_gym.llm.sim_refine.RefineContext`) are
+answered by :func:`rpp_gym.llm.sim_refine.answer_refine`; a refined sentence (an id with ``~``)
+gets a direction, a quality term multiplying the gain and (format) a strictness derived from
+its parent, as documented in :mod:`rpp_gym.llm.sim_refine`. Original sentences are unaffected.
+
 Token counts are estimated as ``len(text) / 4``; ``latency_s`` is 0 (a simulated model has no
 latency, and keeping wall time out of ``info`` keeps the env exactly deterministic).
 """
@@ -68,6 +73,9 @@ if TYPE_CHECKING:
     from rpp_gym.data.bundle import DataBundle
 
 __all__ = ["RankingContext", "SimConfig", "SimLLM", "SentenceInfo"]
+
+REFINED_SEP = "~"
+"""In a sentence id, separates an RPP+ rewrite from its parent (see :mod:`rpp_gym.llm.sim_refine`)."""
 
 FAILURE_EVENTS = ("preamble", "truncate", "duplicate", "echo", "invent")
 LAYOUTS = ("index_title", "index", "title", "prose")
@@ -197,9 +205,13 @@ class SimLLM:
         config: Model parameters.
     """
 
-    def __init__(self, world: DataBundle, config: SimConfig | None = None) -> None:
+    def __init__(self, world: DataBundle, config: SimConfig | None = None, refine: Any = None) -> None:
+        from rpp_gym.llm.sim_refine import RefineSimConfig
+
         self.world = world
         self.config = config or SimConfig()
+        self.refine_config: RefineSimConfig = refine or RefineSimConfig()
+        """Parameters of refined sentences (RPP+), see :mod:`rpp_gym.llm.sim_refine`."""
         self._titles = world.dataset.item_text
         self._directions: dict[tuple[str, str], npt.NDArray[np.float64]] = {}
         self.calls = 0
@@ -209,13 +221,19 @@ class SimLLM:
         """Build from a spec's options, e.g. ``sim?temperature=0.2&seed=3``."""
         if world is None:
             raise ValueError("the sim backend needs the env's dataset; create it through an env or pass world=")
+        from rpp_gym.llm.sim_refine import RefineSimConfig
+
         types = {f.name: f.type for f in fields(SimConfig)}
+        refine_keys = {f"refine_{f.name}": f.name for f in fields(RefineSimConfig)}
+        refine = RefineSimConfig(**{refine_keys[k]: float(v) for k, v in options.items() if k in refine_keys})
+        options = {k: v for k, v in options.items() if k not in refine_keys}
         kwargs: dict[str, Any] = {}
         for key, value in options.items():
             if key not in types or key == "base_rate":
-                raise ValueError(f"unknown sim option {key!r}; known: {sorted(k for k in types if k != 'base_rate')}")
+                known = sorted([*(k for k in types if k != "base_rate"), *refine_keys])
+                raise ValueError(f"unknown sim option {key!r}; known: {known}")
             kwargs[key] = int(value) if key == "seed" else float(value)
-        return cls(world, SimConfig(**kwargs))
+        return cls(world, SimConfig(**kwargs), refine)
 
     @property
     def identity(self) -> str:
@@ -236,6 +254,13 @@ class SimLLM:
             p = self._directions[key] = _direction(
                 self.config.seed, sentence.pattern, sentence.id, self.world.user_emb.shape[1]
             )
+            if REFINED_SEP in sentence.id:  # an RPP+ rewrite: derived from its original's direction
+                from rpp_gym.llm.sim_refine import lineage, refined_direction
+
+                root = _direction(self.config.seed, sentence.pattern, lineage(sentence.id)[0], len(p))
+                p = self._directions[key] = refined_direction(
+                    root, self.config.seed, sentence.pattern, sentence.id, self.refine_config
+                )
         return np.tanh(self.config.affinity_scale * (self.world.user_emb[users] @ p))
 
     def _taste(self, ctxs: Sequence[RankingContext], users: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
@@ -291,6 +316,11 @@ class SimLLM:
             for idx in by_id.values():
                 rows = np.asarray(idx)
                 gain[rows] *= np.exp(scale * self.affinity(users[rows], getattr(ctxs[idx[0]], pattern)))
+        if any(REFINED_SEP in s.id for c in ctxs for s in (c.role, c.reasoning, c.format)):
+            from rpp_gym.llm.sim_refine import quality_factor
+
+            chosen = [(c.role, c.reasoning, c.format) for c in ctxs]
+            gain *= quality_factor(cfg.seed, chosen, self.refine_config)
         draws = _uniform(seeds, 0, n + len(FAILURE_EVENTS) + 8)
         gumbel = -np.log(-np.log(draws[:, :n]))
         logits = gain[:, None] * utility / cfg.temperature + gumbel
@@ -300,6 +330,10 @@ class SimLLM:
         """The documented per-event failure probabilities for one request."""
         cfg = self.config
         strict = float(ctx.format.traits.get("strictness", 0.5))
+        if REFINED_SEP in ctx.format.id:
+            from rpp_gym.llm.sim_refine import refined_strictness
+
+            strict = refined_strictness(cfg.seed, ctx.format.id, strict, self.refine_config)
         verbose = bool(ctx.reasoning.traits.get("verbose", False))
         scale = (1 - cfg.strictness_effect * strict) * (1 + ctx.prompt_chars / 4 / cfg.length_scale)
         scale *= (cfg.verbose_factor if verbose else 1.0) * cfg.failure_scale
@@ -311,6 +345,19 @@ class SimLLM:
         """Answer a batch of ranking requests with text."""
         if not requests:
             return []
+        from rpp_gym.llm.sim_refine import RefineContext, answer_refine
+
+        refine = [i for i, r in enumerate(requests) if isinstance(r.meta, RefineContext)]
+        if refine:  # RPP+ refine requests (see rpp_gym.llm.sim_refine), possibly mixed with rankings
+            answers: list[Completion | None] = [None] * len(requests)
+            for i, c in zip(refine, answer_refine(self, [requests[i] for i in refine]), strict=True):
+                answers[i] = c
+            rest = [i for i in range(len(requests)) if answers[i] is None]
+            if not rest:
+                self.calls += 1
+            for i, c in zip(rest, SimLLM.generate(self, [requests[i] for i in rest]), strict=True):
+                answers[i] = c
+            return [a for a in answers if a is not None]
         self.calls += 1
         orders, draws = self.rank(requests)
         n = orders.shape[1]
