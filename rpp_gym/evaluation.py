@@ -7,7 +7,6 @@ methods evaluated with the same seed see identical candidate lists.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 

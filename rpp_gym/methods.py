@@ -41,8 +41,18 @@ __all__ = ["BUILTIN_METHODS", "MethodContext", "run_method"]
 _MEMO: dict[tuple[Any, ...], Any] = {}
 """Searched prompts and fitted recommenders, reused across column groups of one comparison."""
 
-BUILTIN_METHODS = ("random", "llmrank", "fewshot-5", "fewshot-10", "fewshot-20", "best-fixed", "oracle",
-                   "popularity", "bpr", "sasrec")
+BUILTIN_METHODS = (
+    "random",
+    "llmrank",
+    "fewshot-5",
+    "fewshot-10",
+    "fewshot-20",
+    "best-fixed",
+    "oracle",
+    "popularity",
+    "bpr",
+    "sasrec",
+)
 LLMRANK = {"role": "none", "reasoning": "step_by_step", "format": "numbered"}
 """Sentence ids of the LLMRank-style zero-shot prompt (every packaged bank has them)."""
 
@@ -101,9 +111,7 @@ def _run(name: str, ctx: MethodContext) -> EvalResult:
     if name.startswith("fewshot-"):
         k = _int_suffix(name)
         bank, _ = _bank_and_nvec(ctx)
-        return _evaluate(
-            FixedPolicy(_llmrank_action(bank, 0)), ctx, history_mode="absolute", history_lengths=(k,)
-        )
+        return _evaluate(FixedPolicy(_llmrank_action(bank, 0)), ctx, history_mode="absolute", history_lengths=(k,))
     if name.startswith("fixed:"):
         try:
             action = [int(x) for x in name.split(":", 1)[1].split(",")]
@@ -118,8 +126,9 @@ def _run(name: str, ctx: MethodContext) -> EvalResult:
             search_kwargs["llm"] = ctx.search_llm
         key = ("best-fixed", ctx.env_id, repr(sorted(search_kwargs.items())), ctx.search_users, ctx.seed)
         if key not in _MEMO:
-            _MEMO[key] = best_fixed_prompt(ctx.env_id, split="train", n_users=ctx.search_users, seed=ctx.seed,
-                                           env_kwargs=search_kwargs).best_action()
+            _MEMO[key] = best_fixed_prompt(
+                ctx.env_id, split="train", n_users=ctx.search_users, seed=ctx.seed, env_kwargs=search_kwargs
+            ).best_action()
         return _evaluate(FixedPolicy(_MEMO[key], name="best-fixed"), ctx)
     if name == "oracle":
         return _oracle(ctx)
@@ -155,8 +164,14 @@ def _oracle(ctx: MethodContext) -> EvalResult:
             f"the per-user oracle searches every prompt for every user and needs the simulator; "
             f"{ctx.env_id} uses llm={llm!r}: run it on a -Sim- env id or pass llm='sim'"
         )
-    found = per_user_oracle(ctx.env_id, split=ctx.split, n_users=ctx.n_users, score_seed=ctx.seed,
-                            select_seed=ctx.seed + 1, env_kwargs=ctx.env_kwargs)
+    found = per_user_oracle(
+        ctx.env_id,
+        split=ctx.split,
+        n_users=ctx.n_users,
+        score_seed=ctx.seed,
+        select_seed=ctx.seed + 1,
+        env_kwargs=ctx.env_kwargs,
+    )
     return _evaluate(PerUserPolicy(dict(zip(found.user_ids, found.actions, strict=True)), "oracle"), ctx)
 
 
@@ -176,7 +191,7 @@ class PerUserPolicy:
 
 
 def _traditional(name: str, ctx: MethodContext) -> EvalResult:
-    from rpp_gym.agents.traditional import BPRMF, SASRec, Popularity
+    from rpp_gym.agents.traditional import BPRMF, Popularity, SASRec
     from rpp_gym.data.bundle import load_bundle
     from rpp_gym.envs.config import RPPConfig
     from rpp_gym.evaluation_candidates import evaluate_scorer
@@ -194,5 +209,6 @@ def _traditional(name: str, ctx: MethodContext) -> EvalResult:
         else:
             model = SASRec(**quick, num_threads=1)
         _MEMO[key] = model.fit(bundle, ctx.seed)
-    return evaluate_scorer(model, ctx.env_id, split=ctx.split, n_users=ctx.n_users, seed=ctx.seed,
-                           env_kwargs=ctx.env_kwargs)
+    return evaluate_scorer(
+        model, ctx.env_id, split=ctx.split, n_users=ctx.n_users, seed=ctx.seed, env_kwargs=ctx.env_kwargs
+    )

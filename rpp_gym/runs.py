@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RUN_FORMAT", "RPP_ALGOS", "SB3_ALGOS", "load_run_config", "load_run_policy", "write_json_atomic"]
+__all__ = ["RPP_ALGOS", "RUN_FORMAT", "SB3_ALGOS", "load_run_config", "load_run_policy", "write_json_atomic"]
 
 RUN_FORMAT = 1
 """Bump when a run directory's layout changes incompatibly."""

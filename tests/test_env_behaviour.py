@@ -92,7 +92,7 @@ def test_step_before_reset_raises() -> None:
 @pytest.mark.parametrize("bad", [[3, 0, 0, 0], [0, -1, 0, 0], [0, 0, 9, 0], [0, 0, 0], [0.5, 0, 0, 0]])
 def test_bad_actions_name_the_value(env: gym.Env, bad: list) -> None:
     env.reset(seed=0)
-    with pytest.raises(ValueError, match="MultiDiscrete|outside"):
+    with pytest.raises(ValueError, match=r"MultiDiscrete|outside"):
         env.unwrapped.step(np.array(bad))
     # the env is still usable
     env.unwrapped.step(np.array([0, 0, 0, 0]))

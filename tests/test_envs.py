@@ -12,10 +12,10 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import rpp_gym
-from rpp_gym.envs.registration import ENV_SPECS
 
 # Real-LLM ids start a llama.cpp server; they get their own (few, quick) tests in test_llamacpp_env.py.
-from rpp_gym.data.specs import data_available  # noqa: E402
+from rpp_gym.data.specs import data_available
+from rpp_gym.envs.registration import ENV_SPECS
 
 
 def _with_data(env_id: str) -> object:
@@ -129,7 +129,7 @@ def test_make_vec_four(env_id: str) -> None:
     assert obs.shape == (4, *env.single_observation_space.shape)
     assert obs.dtype == np.float32
     for _ in range(16):  # crosses an episode end (15 rounds) so autoreset runs
-        obs, rew, term, trunc, info = env.step(env.action_space.sample())
+        obs, rew, term, trunc, _ = env.step(env.action_space.sample())
         assert rew.shape == (4,) and term.shape == (4,) and not trunc.any()
         assert env.single_observation_space.contains(obs[0])
     env.close()

@@ -12,10 +12,9 @@ import pytest
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 
 import rpp_gym
+from rpp_gym.data.specs import data_available
 from rpp_gym.envs.parallel import AGENTS, RPPParallelEnv
 from rpp_gym.envs.registration import ENV_SPECS
-
-from rpp_gym.data.specs import data_available  # noqa: E402
 
 
 def _with_data(env_id: str) -> object:

@@ -140,7 +140,8 @@ def test_user_bank_file_with_domain_placeholders(tmp_path: Path) -> None:
 
 
 def test_unknown_domain_error_names_the_options() -> None:
-    with pytest.raises(FileNotFoundError, match=r"neither a packaged domain \['game', 'movie', 'music'\].*pass a domain name or a path"):
+    with pytest.raises(FileNotFoundError, match=r"neither a packaged domain \['game', 'movie', 'music'\]"
+                       r".*pass a domain name or a path"):
         load_bank("podcast")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-from fake_openai_server import Fault, FakeOpenAIServer
+from fake_openai_server import FakeOpenAIServer, Fault
 
 import rpp_gym  # noqa: F401
 from rpp_gym.data.specs import data_available
@@ -30,7 +30,7 @@ def test_env_over_an_openai_server_parses_every_answer(server, tmp_path: Path) -
     env = gym.make(ENV_ID, llm=_spec(server), cache=str(tmp_path / "c.sqlite"))
     env.reset(seed=0)
     for _ in range(3):
-        _, reward, _, _, info = env.step(np.array([1, 1, 3, 4]))
+        info = env.step(np.array([1, 1, 3, 4]))[4]
         assert info["parse"]["complete"]  # the fake server answers "1. Title" lines in shown order
         assert info["target_rank"] == info["target_pos"]  # ... so the held-out item ranks where it was shown
         assert info["llm"]["completion_tokens"] > 0 and info["cache"]["misses"] >= 1
@@ -93,7 +93,7 @@ def test_malformed_answer_is_an_error_not_a_made_up_ranking(server) -> None:
     with pytest.raises(LLMBackendError):
         env.step(np.array([0, 0, 0, 0]))
     server.push(Fault("length"))  # an answer cut at max_tokens is an answer: parsed, counted
-    _, reward, _, _, info = env.step(np.array([0, 0, 0, 0]))
+    info = env.step(np.array([0, 0, 0, 0]))[4]
     assert info["llm"]["finish_reason"] == "length" and not info["parse"]["complete"]
     env.close()
 

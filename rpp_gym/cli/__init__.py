@@ -46,8 +46,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args))
-    except (KeyError, ValueError, TypeError, FileNotFoundError, PermissionError, RuntimeError, LLMBackendError,
-            gymnasium.error.Error) as exc:
+    except (
+        KeyError,
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        PermissionError,
+        RuntimeError,
+        LLMBackendError,
+        gymnasium.error.Error,
+    ) as exc:
         print(f"rpp-gym: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -39,18 +39,25 @@ def cmd_info(args: argparse.Namespace) -> int:
     ds = bundle.dataset
     hist = bundle.split.history_lengths()
     print(f"{ds.name} ({spec.domain}): {spec.description}")
-    print(f"  users {ds.n_users:,}  items {ds.n_items:,}  interactions {ds.n_interactions:,}  "
-          f"(loaded in {time.perf_counter() - start:.1f}s)")
-    print(f"  protocol: leave-one-out (the last item of each user's time-ordered sequence is held out); "
-          f"history capped at {bundle.options.history_cap} items; init_history={spec.init_history}")
-    print(f"  history length: min {hist.min()}  median {int(np.median(hist))}  mean {hist.mean():.1f}  max {hist.max()}")
+    print(
+        f"  users {ds.n_users:,}  items {ds.n_items:,}  interactions {ds.n_interactions:,}  "
+        f"(loaded in {time.perf_counter() - start:.1f}s)"
+    )
+    print(
+        f"  protocol: leave-one-out (the last item of each user's time-ordered sequence is held out); "
+        f"history capped at {bundle.options.history_cap} items; init_history={spec.init_history}"
+    )
+    print(
+        f"  history length: min {hist.min()}  median {int(np.median(hist))}  mean {hist.mean():.1f}  max {hist.max()}"
+    )
     for split, pool in bundle.pools.items():
         print(f"  pool {split:<5}: {len(pool)} users (split_seed={bundle.options.split_seed})")
-    print(f"  candidates: held-out item + {args.candidates - 1} unseen negatives drawn per episode from "
-          f"{len(bundle.negative_pool):,} items with training interactions; eligible users: >= "
-          f"{bundle.options.min_interactions} interactions")
+    print(
+        f"  candidates: held-out item + {args.candidates - 1} unseen negatives drawn per episode from "
+        f"{len(bundle.negative_pool):,} items with training interactions; eligible users: >= "
+        f"{bundle.options.min_interactions} interactions"
+    )
     return 0
-
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -25,8 +25,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     run_dir = out / "rpp"
     print(f"[1/2] training RPP on {SIM_ENV} ({args.steps:,} user-rounds) -> {run_dir}")
     train_args = argparse.Namespace(
-        env=SIM_ENV, algo="rpp", llm=None, steps=args.steps, seed=args.seed, num_envs=200, eval_every=0,
-        eval_users=200, save_every=20_000, out=str(run_dir), quiet=args.quiet,
+        env=SIM_ENV,
+        algo="rpp",
+        llm=None,
+        steps=args.steps,
+        seed=args.seed,
+        num_envs=200,
+        eval_every=0,
+        eval_users=200,
+        save_every=20_000,
+        out=str(run_dir),
+        quiet=args.quiet,
     )
     if (run_dir / "config.json").exists() and (run_dir / "agent.pt").exists() and not args.retrain:
         print(f"      {run_dir} already trained; reusing it (pass --retrain to train again)")
@@ -34,8 +43,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         code = cmd_train(train_args)
         if code:
             return code
-    methods = ["random", "llmrank", "fewshot-5", "fewshot-20", "best-fixed", "oracle", "popularity", "bpr",
-               "sasrec", str(run_dir)]
+    methods = [
+        "random",
+        "llmrank",
+        "fewshot-5",
+        "fewshot-20",
+        "best-fixed",
+        "oracle",
+        "popularity",
+        "bpr",
+        "sasrec",
+        str(run_dir),
+    ]
     groups = [(f"{SIM_ENV} (sim)", SIM_ENV, {}, None)]
     if args.real_users:
         groups.append((f"{REAL_ENV} (llamacpp SmolLM2-135M, {args.real_users} users)", REAL_ENV, {}, args.real_users))

@@ -48,8 +48,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         out = Path(args.out or f"runs/eval-{target.replace(':', '_').replace(',', '-')}")
     _check_writable(out)
-    ctx = MethodContext(env_id=env_id or "RPP-MovieLens-Sim-v0", split=args.split, n_users=args.users,
-                        seed=args.seed, env_kwargs=_env_kwargs(args))
+    ctx = MethodContext(
+        env_id=env_id or "RPP-MovieLens-Sim-v0",
+        split=args.split,
+        n_users=args.users,
+        seed=args.seed,
+        env_kwargs=_env_kwargs(args),
+    )
     res = run_method(target, ctx)
     _print_summary(res)
     json_path, csv_path = write_evaluation(res, out, f"eval-{args.split}")
@@ -138,8 +143,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     methods = [m for m in args.methods.split(",") if m] + list(args.runs or [])
     for m in methods:
         if m not in BUILTIN_METHODS and not m.startswith(("fixed:", "fewshot-")) and not Path(m).is_dir():
-            raise ValueError(f"unknown method {m!r}; use one of {', '.join(BUILTIN_METHODS)}, fixed:H,R,Q,F, "
-                             "fewshot-K, or a run directory")
+            raise ValueError(
+                f"unknown method {m!r}; use one of {', '.join(BUILTIN_METHODS)}, fixed:H,R,Q,F, "
+                "fewshot-K, or a run directory"
+            )
     groups = [(env_id, env_id, _env_kwargs(args), args.users) for env_id in args.env]
     if args.real_users:
         groups.append((f"{args.env[0]} [{args.real_llm}]", args.env[0], {"llm": args.real_llm}, args.real_users))

@@ -15,8 +15,9 @@ def _menu(env: Any, out: TextIO) -> None:
     bank = env.unwrapped.bank
     core = env.unwrapped.core
     out.write("\nChoose one option per pattern:\n")
-    hist = ", ".join(f"{i}: {'+' if core.config.history_mode == 'increment' else ''}{c}"
-                     for i, c in enumerate(core.history_choices))
+    hist = ", ".join(
+        f"{i}: {'+' if core.config.history_mode == 'increment' else ''}{c}" for i, c in enumerate(core.history_choices)
+    )
     out.write(f"  history    {hist} {'items' if core.config.history_mode == 'increment' else 'items shown'}\n")
     for p in PATTERNS[1:]:
         for i, s in enumerate(bank.sentences(p)):
@@ -26,7 +27,7 @@ def _menu(env: Any, out: TextIO) -> None:
 
 def _read_action(inp: TextIO, out: TextIO, nvec: np.ndarray) -> np.ndarray | None:
     while True:
-        out.write(f"\naction (4 numbers, history role reasoning format, e.g. '1 0 3 0'; q to quit) > ")
+        out.write("\naction (4 numbers, history role reasoning format, e.g. '1 0 3 0'; q to quit) > ")
         out.flush()
         line = inp.readline()
         if not line or line.strip().lower() in ("q", "quit", "exit"):
@@ -58,8 +59,10 @@ def cmd_play(args: argparse.Namespace, inp: TextIO | None = None, out: TextIO | 
         core = env.unwrapped.core
         ds = core.bundle.dataset
         history = core.bundle.split.history(int(core.user[0]))
-        out.write(f"{args.env}: user {info['user_id']} ({args.split} pool), {len(history)} past items; "
-                  f"{core.config.rounds} rounds\n")
+        out.write(
+            f"{args.env}: user {info['user_id']} ({args.split} pool), {len(history)} past items; "
+            f"{core.config.rounds} rounds\n"
+        )
         out.write("most recent past items: " + "; ".join(ds.item_text[i] for i in history[-5:]) + "\n")
         total = 0.0
         for _ in range(core.config.rounds):
@@ -72,8 +75,10 @@ def cmd_play(args: argparse.Namespace, inp: TextIO | None = None, out: TextIO | 
             total += reward
             out.write("\n" + env.render())
             ranked = [ds.item_text[ds.item_ids.index(i)] for i in info["ranking"]]
-            marks = [f"{k + 1}. {t}{'   <-- held-out item' if info['ranking'][k] == info['target'] else ''}"
-                     for k, t in enumerate(ranked)]
+            marks = [
+                f"{k + 1}. {t}{'   <-- held-out item' if info['ranking'][k] == info['target'] else ''}"
+                for k, t in enumerate(ranked)
+            ]
             out.write("parsed ranking:\n  " + "\n  ".join(marks or ["(nothing parsed)"]) + "\n")
             out.write(f"total reward so far {total:.3f}\n")
             if terminated:

@@ -42,8 +42,9 @@ def write_evaluation(res: EvalResult, out_dir: Path, stem: str) -> tuple[Path, P
         keys = list(res.metrics)
         w.writerow(["user_id", *keys, "parse_ok"])
         for i, u in enumerate(res.user_ids):
-            w.writerow([u, *(round(float(res.metrics[k][i].mean()), 6) for k in keys),
-                        round(float(res.parse_ok[i].mean()), 4)])
+            w.writerow(
+                [u, *(round(float(res.metrics[k][i].mean()), 6) for k in keys), round(float(res.parse_ok[i].mean()), 4)]
+            )
     return json_path, csv_path
 
 
@@ -89,7 +90,9 @@ def write_comparison(
     md = out_dir / "comparison.md"
     md.write_text(comparison_table(rows, llm_labels))
     records = [
-        {"group": g, "llm": llm_labels.get(g, ""), **result_record(res)} for per in rows.values() for g, res in per.items()
+        {"group": g, "llm": llm_labels.get(g, ""), **result_record(res)}
+        for per in rows.values()
+        for g, res in per.items()
     ]
     csv_path = out_dir / "comparison.csv"
     with csv_path.open("w", newline="") as f:
@@ -123,8 +126,13 @@ def plot_all(
             ax.plot(steps, values, label=name, linewidth=1.6)
         for name, res in results.items():
             if name in ("best-fixed", "random", "oracle"):
-                ax.axhline(res.summary()["ndcg@10"], linestyle="--", linewidth=1, label=f"{name} (test)",
-                           color={"best-fixed": "tab:gray", "random": "tab:red", "oracle": "tab:green"}[name])
+                ax.axhline(
+                    res.summary()["ndcg@10"],
+                    linestyle="--",
+                    linewidth=1,
+                    label=f"{name} (test)",
+                    color={"best-fixed": "tab:gray", "random": "tab:red", "oracle": "tab:green"}[name],
+                )
         ax.set_xlabel("environment steps (user-rounds)")
         ax.set_ylabel("mean NDCG@10")
         ax.set_title("Learning curves (train users; dashed: test-set baselines)")
@@ -161,15 +169,22 @@ def plot_all(
 
     if baseline and baseline in results:
         base = results[baseline]
-        others = {n: r for n, r in results.items() if n != baseline and r.user_ids == base.user_ids
-                  and r.actions.size and r.actions.shape[1] > 0}
+        others = {
+            n: r
+            for n, r in results.items()
+            if n != baseline and r.user_ids == base.user_ids and r.actions.size and r.actions.shape[1] > 0
+        }
         if others:
             fig, ax = plt.subplots(figsize=(7, 4.2))
             bins = np.linspace(-0.6, 0.6, 41)
             for name, res in others.items():
                 gain = res.per_user() - base.per_user()
-                ax.hist(gain, bins=bins, alpha=0.5, label=f"{name} (mean {gain.mean():+.3f}, "
-                        f"{(gain > 0).mean():.0%} of users gain)")
+                ax.hist(
+                    gain,
+                    bins=bins,
+                    alpha=0.5,
+                    label=f"{name} (mean {gain.mean():+.3f}, {(gain > 0).mean():.0%} of users gain)",
+                )
             ax.axvline(0, color="k", linewidth=1)
             ax.set_xlabel(f"per-user NDCG@10 gain over {baseline}")
             ax.set_ylabel("users")

@@ -26,8 +26,9 @@ class Progress:
     def __init__(self, out: Path, total: int, initial: int, enabled: bool = True) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, initial=initial, unit="step", desc="train", disable=not enabled,
-                        dynamic_ncols=True)
+        self.bar = tqdm(
+            total=total, initial=initial, unit="step", desc="train", disable=not enabled, dynamic_ncols=True
+        )
         self.path = out / "progress.csv"
         new = not self.path.exists()
         self.file = self.path.open("a", newline="")
@@ -51,8 +52,14 @@ class Progress:
         if eval_ndcg is not None:
             post["valid"] = f"{eval_ndcg:.3f}"
         self.bar.set_postfix(post, refresh=False)
-        self.writer.writerow([steps, f"{reward:.6f}", "" if eval_ndcg is None else f"{eval_ndcg:.6f}",
-                              f"{time.perf_counter() - self.start:.1f}"])
+        self.writer.writerow(
+            [
+                steps,
+                f"{reward:.6f}",
+                "" if eval_ndcg is None else f"{eval_ndcg:.6f}",
+                f"{time.perf_counter() - self.start:.1f}",
+            ]
+        )
         self.file.flush()
         if self.tb is not None:
             self.tb.add_scalar("train/reward_ndcg@10", reward, steps)
@@ -84,10 +91,19 @@ def _config(args: argparse.Namespace, out: Path, env_kwargs: dict[str, Any]) -> 
         "eval_every": args.eval_every,
         "eval_users": args.eval_users,
         "env_kwargs": env_kwargs,
-        "command": "rpp-gym train " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in (("env", args.env), ("algo", args.algo), ("llm", args.llm),
-                                                        ("steps", args.steps), ("seed", args.seed),
-                                                        ("num-envs", args.num_envs), ("out", out)) if v is not None
+        "command": "rpp-gym train "
+        + " ".join(
+            f"--{k.replace('_', '-')} {v}"
+            for k, v in (
+                ("env", args.env),
+                ("algo", args.algo),
+                ("llm", args.llm),
+                ("steps", args.steps),
+                ("seed", args.seed),
+                ("num-envs", args.num_envs),
+                ("out", out),
+            )
+            if v is not None
         ),
     }
 
@@ -155,8 +171,13 @@ def _train_rpp(args: argparse.Namespace, out: Path, env_kwargs: dict[str, Any], 
     from rpp_gym.agents.rpp import Args, RPPPolicy, train
 
     targs = Args(
-        exp_name=out.name, seed=args.seed, env_id=args.env, env_kwargs=env_kwargs,
-        algo="a2c" if args.algo == "rpp" else "mappo", total_timesteps=args.steps, num_envs=args.num_envs,
+        exp_name=out.name,
+        seed=args.seed,
+        env_id=args.env,
+        env_kwargs=env_kwargs,
+        algo="a2c" if args.algo == "rpp" else "mappo",
+        total_timesteps=args.steps,
+        num_envs=args.num_envs,
         save_path=str(out / "agent.pt"),
     )
     progress = Progress(out, args.steps, 0, enabled=not args.quiet)
@@ -187,6 +208,7 @@ def _train_sb3(args: argparse.Namespace, out: Path, env_kwargs: dict[str, Any], 
     cls = sb3_class(args.algo)
     nvec = None
     if args.algo == "dqn":
+
         def make() -> gym.Env:
             return FlattenJointAction(gym.make(args.env, **env_kwargs))
 
@@ -234,8 +256,12 @@ def _train_sb3(args: argparse.Namespace, out: Path, env_kwargs: dict[str, Any], 
                 self.model.save(model_path)
                 self.next_save += args.save_every
             if len(self.rewards) >= 15 * args.num_envs or eval_ndcg is not None:
-                progress.update(self.num_timesteps, float(np.mean(self.rewards)) if self.rewards else 0.0,
-                                float(np.mean(self.ndcg1)) if self.ndcg1 else None, eval_ndcg)
+                progress.update(
+                    self.num_timesteps,
+                    float(np.mean(self.rewards)) if self.rewards else 0.0,
+                    float(np.mean(self.ndcg1)) if self.ndcg1 else None,
+                    eval_ndcg,
+                )
                 self.rewards, self.ndcg1 = [], []
             return True
 

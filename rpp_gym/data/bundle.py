@@ -123,9 +123,7 @@ class DataBundle:
 def _factorize(dataset: Dataset, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Degree-normalised truncated SVD of the binary training matrix; deterministic."""
     users, items = training_interactions(dataset)
-    x = sp.csr_matrix(
-        (np.ones(len(users), dtype=np.float64), (users, items)), shape=(dataset.n_users, dataset.n_items)
-    )
+    x = sp.csr_matrix((np.ones(len(users), dtype=np.float64), (users, items)), shape=(dataset.n_users, dataset.n_items))
     x.data[:] = 1.0  # duplicates collapse to 1
     du = np.asarray(x.sum(axis=1)).ravel()
     di = np.asarray(x.sum(axis=0)).ravel()
@@ -157,7 +155,9 @@ def _build_arrays(dataset: Dataset, options: BundleOptions) -> dict[str, np.ndar
     return {"item_vecs": item_vecs, "user_emb": user_emb, "popularity": popularity, "seen_sorted": seen}
 
 
-def _assemble(dataset: Dataset, options: BundleOptions, arrays: dict[str, np.ndarray], key: tuple[Any, ...]) -> DataBundle:
+def _assemble(
+    dataset: Dataset, options: BundleOptions, arrays: dict[str, np.ndarray], key: tuple[Any, ...]
+) -> DataBundle:
     split = leave_one_out(dataset, options.history_cap)
     eligible = np.flatnonzero(dataset.lengths() >= options.min_interactions)
     pools = make_pools(eligible, options.pool_sizes, options.split_seed)

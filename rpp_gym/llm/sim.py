@@ -72,7 +72,7 @@ from rpp_gym.llm.base import Completion, LLMBackendError, LLMRequest
 if TYPE_CHECKING:
     from rpp_gym.data.bundle import DataBundle
 
-__all__ = ["RankingContext", "SimConfig", "SimLLM", "SentenceInfo"]
+__all__ = ["RankingContext", "SentenceInfo", "SimConfig", "SimLLM"]
 
 REFINED_SEP = "~"
 """In a sentence id, separates an RPP+ rewrite from its parent (see :mod:`rpp_gym.llm.sim_refine`)."""
