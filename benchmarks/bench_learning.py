@@ -97,7 +97,7 @@ def test_score(policy: Any) -> np.ndarray:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--timesteps", type=int, default=1_500_000, help="training budget per run (user-rounds)")
+    p.add_argument("--timesteps", type=int, default=1_000_000, help="training budget per run (user-rounds)")
     p.add_argument("--methods", nargs="+", default=["rpp-a2c", "rpp-mappo", "sb3-ppo"])
     p.add_argument("--workers", type=int, default=None, help="processes for the exhaustive searches")
     p.add_argument("--quick", action="store_true", help="one seed, 150k timesteps (smoke run, not the benchmark)")

@@ -70,9 +70,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--max-tokens", type=int, default=160)
+    ap.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: the backend's)")
     a = ap.parse_args()
     n = a.n
-    spec = f"llamacpp?n_parallel={n}"
+    spec = f"llamacpp?n_parallel={n}" + (f"&n_threads={a.threads}" if a.threads else "")
     kwargs = {"llm": spec, "cache": None, "max_tokens": a.max_tokens}
     print(f"machine: {os.cpu_count()} CPUs; {spec}, greedy, max_tokens={a.max_tokens}, {a.reps} reps\n")
 

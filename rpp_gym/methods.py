@@ -128,7 +128,7 @@ def _run(name: str, ctx: MethodContext) -> EvalResult:
         if key not in _MEMO:
             _MEMO[key] = best_fixed_prompt(
                 ctx.env_id, split="train", n_users=ctx.search_users, seed=ctx.seed, env_kwargs=search_kwargs
-            ).best_action()
+            ).best_action
         return _evaluate(FixedPolicy(_MEMO[key], name="best-fixed"), ctx)
     if name == "oracle":
         return _oracle(ctx)

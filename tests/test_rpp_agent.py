@@ -155,15 +155,17 @@ def test_every_learned_part_is_trained() -> None:
 
 
 def test_short_training_beats_random_far_outside_the_seed_spread() -> None:
+    # 12k user-rounds of mappo (about 5 CPU seconds a seed) on 5-round episodes
     env_kwargs = {"rounds": 5}
     kwargs = {"split": "test", "n_users": 100, "env_kwargs": env_kwargs}
-    args = {"algo": "mappo", "num_envs": 100, "total_timesteps": 100 * 5 * 24, "env_kwargs": env_kwargs}
-    trained = [evaluate(train(Args(seed=s, **args)).policy(), ENV_ID, seed=s, **kwargs).per_user().mean()
-               for s in (1, 2)]
-    random = [evaluate(RandomPolicy([3, 5, 9, 5], seed=s), ENV_ID, seed=s, **kwargs).per_user().mean() for s in (1, 2)]
+    args = {"algo": "mappo", "num_envs": 32, "total_timesteps": 12_000, "env_kwargs": env_kwargs}
+    seeds = (1, 2, 3)
+    policies = [train(Args(seed=s, **args)).policy() for s in seeds]
+    trained = [evaluate(p, ENV_ID, seed=s, **kwargs).per_user().mean() for p, s in zip(policies, seeds, strict=True)]
+    random = [evaluate(RandomPolicy([3, 5, 9, 5], seed=s), ENV_ID, seed=s, **kwargs).per_user().mean() for s in seeds]
     gain = np.mean(trained) - np.mean(random)
-    spread = max(np.ptp(trained), np.ptp(random), 0.005)
-    assert gain > 4 * spread, (trained, random)
+    spread = max(np.std(trained, ddof=1), np.std(random, ddof=1))
+    assert gain > 0.05 and gain > 5 * spread, (trained, random)
 
 
 def test_checkpoint_round_trip(tmp_path) -> None:
@@ -184,6 +186,32 @@ def test_checkpoint_round_trip(tmp_path) -> None:
     # and it plugs into evaluate
     res = evaluate(greedy, ENV_ID, split="valid", n_users=8, env_kwargs={"rounds": 5})
     assert res.actions.shape == (8, 5, 4) and res.name == "tiny"
+
+
+def test_callback_sees_every_update() -> None:
+    events: list[dict] = []
+    result = train(Args(seed=2, **TINY), callback=events.append)
+    assert [e["seen"] for e in events] == result.curve_steps
+    assert [e["reward"] for e in events] == result.curve
+    assert all(0.0 <= e["ndcg@1"] <= 1.0 and e["agent"] is result.agent for e in events)
+    assert {"actor_loss", "critic_loss", "entropy"} <= set(events[-1]["losses"])
+
+
+def test_interrupt_saves_and_resume_continues(tmp_path) -> None:
+    path = tmp_path / "agent.pt"
+    args = Args(algo="mappo", seed=2, save_path=str(path), **TINY)  # 4 updates of 80 transitions
+
+    def stop_after_two(event: dict) -> None:
+        if event["update"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(args, callback=stop_after_two)
+    _, meta = load_agent(path)
+    assert meta["seen"] == 160 and set(meta["optimizers"]) == {"actor", "critic"}
+    resumed = train(args, resume_from=path)
+    assert resumed.curve_steps == [240, 320]
+    assert load_agent(path)[1]["seen"] == 320
 
 
 def test_policy_protocol_shapes() -> None:

@@ -14,6 +14,10 @@ What each part sees
 * **Critic**, centralised: ``V(s)`` on the same global state. The paper gives each agent its
   own critic on the global state; with one shared reward and one shared state those critics
   have identical targets, so one critic is the same estimator at a quarter of the cost.
+* **State encoder.** The observation is standardised by running statistics (``ObsNorm``,
+  ``Args.norm_obs``): not a learned layer but statistics gathered during training, saved with
+  the agent and frozen at evaluation. It matters here because the user embedding, which carries
+  the per-user prompt preferences, has entries of about 0.2.
 * Every parameter is trained: the actors by the policy loss, the critic by the value loss,
   with separate Adam optimisers. Nothing is frozen and no encoder is left untrained.
 
@@ -23,7 +27,10 @@ Updates
   ``delta_i = r_i + gamma * V(s'_i) * (1 - done_i) - V(s_i)`` (``V(s')`` not differentiated);
   critic loss ``mean(delta_i^2) / 2``; actor loss
   ``-mean(delta_i * sum_k log pi_k(a_ik | s_i)) - ent_coef * mean(sum_k H(pi_k(. | s_i)))``.
-  The reward is each user's own NDCG, never a batch mean shared by all users.
+  The reward is each user's own NDCG, never a batch mean shared by all users. With
+  ``Args.norm_adv`` (default) the TD errors are standardised over the batch before the actor
+  loss; every user of a batch is in the same round, so this also removes the critic's error
+  that is common to that round.
 * ``algo="mappo"``: a rollout of whole episodes (``rounds`` steps x ``num_envs`` users), GAE
   advantages, and ``update_epochs`` passes of minibatch updates with PPO's clipped surrogate per
   agent (each agent's own probability ratio, the shared advantage), a clipped value loss and the
@@ -43,7 +50,7 @@ import dataclasses
 import itertools
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +67,7 @@ import rpp_gym  # noqa: F401  (registers the env ids)
 __all__ = [
     "Agent",
     "Args",
+    "ObsNorm",
     "RPPPolicy",
     "TrainResult",
     "a2c_losses",
@@ -108,6 +116,8 @@ class Args:
     """Decay both learning rates linearly to 0 over the run."""
     ent_coef: float = 0.01
     """Entropy bonus (summed over the four agents)."""
+    norm_obs: bool = True
+    """Standardise observations with running statistics gathered during training (saved with the agent)."""
     max_grad_norm: float = 0.5
     """Gradient norm clip, applied to the actors and the critic separately."""
     norm_adv: bool = True
@@ -131,7 +141,9 @@ class Args:
     eval_seed: int = 0
     """Seed of the periodic evaluation."""
     save_path: str | None = None
-    """Write a checkpoint here at the end of training."""
+    """Write a checkpoint here at the end of training (and when interrupted)."""
+    save_every: int = 0
+    """With ``save_path``: also checkpoint every this many transitions (0: only at the end)."""
     verbose: bool = False
     """Print progress lines."""
 
@@ -163,6 +175,42 @@ def _mlp(inp: int, hidden: int, out: int, out_std: float) -> nn.Sequential:
     )
 
 
+class ObsNorm(nn.Module):
+    """Running mean/variance standardisation of the observation (not a gradient-trained part).
+
+    Starts as the identity; :meth:`update` folds in a batch (training only) and the statistics
+    are buffers, so they are saved and loaded with the agent and frozen at evaluation.
+    """
+
+    mean: torch.Tensor
+    var: torch.Tensor
+    count: torch.Tensor
+
+    def __init__(self, dim: int, clip: float = 5.0) -> None:
+        super().__init__()
+        self.clip = clip
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("var", torch.ones(dim))
+        self.register_buffer("count", torch.zeros(()))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """Merge the batch ``x`` into the running statistics (Chan et al.'s parallel update)."""
+        n = x.shape[0]
+        mean, var = x.mean(0), x.var(0, unbiased=False)
+        total = self.count + n
+        delta = mean - self.mean
+        m2 = self.var * self.count + var * n + delta**2 * self.count * n / total
+        self.mean += delta * n / total
+        self.var.copy_(m2 / total)
+        self.count.fill_(total)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.count == 0:
+            return x
+        return torch.clamp((x - self.mean) / torch.sqrt(self.var + 1e-8), -self.clip, self.clip)
+
+
 class Agent(nn.Module):
     """Four actors (one per prompt pattern) and a centralised critic, all on the global state.
 
@@ -177,6 +225,7 @@ class Agent(nn.Module):
         self.obs_dim = int(obs_dim)
         self.nvec = [int(n) for n in nvec]
         self.hidden = int(hidden)
+        self.obs_norm = ObsNorm(self.obs_dim)
         self.actors = nn.ModuleList([_mlp(self.obs_dim, hidden, n, 0.01) for n in self.nvec])
         self.critic = _mlp(self.obs_dim, hidden, 1, 1.0)
 
@@ -188,10 +237,11 @@ class Agent(nn.Module):
 
     def get_value(self, x: torch.Tensor) -> torch.Tensor:
         """``V(s)``, shape ``[B]``."""
-        return self.critic(x).squeeze(-1)
+        return self.critic(self.obs_norm(x)).squeeze(-1)
 
     def get_logits(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Each actor's logits, ``[B, n_k]``."""
+        x = self.obs_norm(x)
         return [actor(x) for actor in self.actors]
 
     def get_action_and_value(
@@ -359,10 +409,28 @@ class RPPPolicy:
         return action.numpy().astype(np.int64)
 
 
-def save_checkpoint(path: str | Path, agent: Agent, args: Args, env_config: dict[str, Any]) -> Path:
-    """Write the networks, the run's ``Args`` and the exact env config to ``path``."""
+def save_checkpoint(
+    path: str | Path,
+    agent: Agent,
+    args: Args,
+    env_config: dict[str, Any],
+    *,
+    seen: int = 0,
+    optimizers: Mapping[str, torch.optim.Optimizer] | None = None,
+) -> Path:
+    """Write the networks, the run's ``Args`` and the exact env config to ``path``.
+
+    Args:
+        path: Destination (parent folders are created; the file is replaced atomically).
+        agent: The networks (and observation statistics).
+        args: The run's arguments.
+        env_config: ``env.unwrapped.config.to_dict()`` of the training env.
+        seen: Transitions trained on so far (where a resumed run continues from).
+        optimizers: Optimiser states to resume with (``{"actor": ..., "critic": ...}``).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
     torch.save(
         {
             "format": "rpp-gym/rpp-agent/1",
@@ -373,21 +441,26 @@ def save_checkpoint(path: str | Path, agent: Agent, args: Args, env_config: dict
             "args": dataclasses.asdict(args),
             "env_id": args.env_id,
             "env_config": env_config,
+            "seen": int(seen),
+            "optimizers": {k: o.state_dict() for k, o in (optimizers or {}).items()},
         },
-        path,
+        tmp,
     )
+    tmp.replace(path)
     return path
 
 
 def load_agent(path: str | Path) -> tuple[Agent, dict[str, Any]]:
     """Rebuild the :class:`Agent` of a checkpoint; also returns the checkpoint's metadata
-    (``args``, ``env_id``, ``env_config``)."""
+    (``args``, ``env_id``, ``env_config``, ``seen``, ``optimizers``)."""
     ckpt = torch.load(Path(path), map_location="cpu", weights_only=False)
     if not isinstance(ckpt, dict) or ckpt.get("format") != "rpp-gym/rpp-agent/1":
         raise ValueError(f"{path} is not an RPP agent checkpoint (written by rpp_gym.agents.rpp.save_checkpoint)")
     agent = Agent(ckpt["obs_dim"], ckpt["nvec"], ckpt["hidden"])
     agent.load_state_dict(ckpt["state_dict"])
     meta = {k: ckpt[k] for k in ("args", "env_id", "env_config")}
+    meta["seen"] = ckpt.get("seen", 0)
+    meta["optimizers"] = ckpt.get("optimizers", {})
     return agent, meta
 
 
@@ -432,42 +505,84 @@ class TrainResult:
         return RPPPolicy(self.agent, deterministic, seed, self.args.exp_name)
 
 
-def train(args: Args) -> TrainResult:
-    """Train the four agents on the train users of ``args.env_id`` (see the module docstring)."""
+def train(
+    args: Args,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+    resume_from: str | Path | None = None,
+) -> TrainResult:
+    """Train the four agents on the train users of ``args.env_id`` (see the module docstring).
+
+    Args:
+        args: The run.
+        callback: Called after every update with ``{"update", "seen", "reward", "ndcg@1",
+            "agent", "losses"}`` (the update's mean reward and NDCG@1, the live agent, the last
+            minibatch's losses as floats). A callback that evaluates the agent should call
+            ``agent.train()`` afterwards.
+        resume_from: A checkpoint of this run to continue from: networks, observation
+            statistics and optimiser states are restored and training runs until
+            ``args.total_timesteps`` transitions in all. The env restarts from
+            ``seed + seen``, so a resumed run is reproducible but not identical to an
+            uninterrupted one.
+
+    With ``args.save_path``, a checkpoint is also written every ``args.save_every`` transitions
+    and when the run is interrupted (``KeyboardInterrupt``), then the interrupt is re-raised.
+    """
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(args.torch_deterministic)
     try:
-        return _train(args)
+        return _train(args, callback, resume_from)
     finally:  # these are process-wide: give them back
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
 
 
-def _train(args: Args) -> TrainResult:
+def _train(
+    args: Args, callback: Callable[[dict[str, Any]], None] | None, resume_from: str | Path | None
+) -> TrainResult:
     from rpp_gym.evaluation import evaluate
 
     start, cpu_start = time.perf_counter(), time.process_time()
     env_kwargs = {**args.env_kwargs, "split": "train"}
     envs = gym.make_vec(args.env_id, num_envs=args.num_envs, **env_kwargs)
-    rounds = envs.unwrapped.config.rounds
-    env_config = envs.unwrapped.config.to_dict()
-    obs_dim = int(envs.single_observation_space.shape[0])
-    nvec = envs.single_action_space.nvec.tolist()
+    config: Any = envs.unwrapped.config  # type: ignore[attr-defined]
+    rounds = config.rounds
+    env_config = config.to_dict()
+    obs_dim = int(np.prod(envs.single_observation_space.shape or (0,)))
+    nvec = np.asarray(envs.single_action_space.nvec).tolist()  # type: ignore[attr-defined]
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
         agent = Agent(obs_dim, nvec, args.hidden)
-    gen = torch.Generator().manual_seed(args.seed)
     actor_opt = torch.optim.Adam(agent.actor_parameters(), lr=args.actor_lr, eps=1e-5)
     critic_opt = torch.optim.Adam(agent.critic_parameters(), lr=args.critic_lr, eps=1e-5)
+    seen = 0
+    if resume_from is not None:
+        loaded, meta = load_agent(resume_from)
+        if (loaded.obs_dim, loaded.nvec) != (obs_dim, nvec):
+            raise ValueError(
+                f"{resume_from}: checkpoint is for obs_dim={loaded.obs_dim}, nvec={loaded.nvec} but the env has "
+                f"obs_dim={obs_dim}, nvec={nvec}; resume with the env it was trained on ({meta['env_id']})"
+            )
+        agent = loaded.train()
+        actor_opt = torch.optim.Adam(agent.actor_parameters(), lr=args.actor_lr, eps=1e-5)
+        critic_opt = torch.optim.Adam(agent.critic_parameters(), lr=args.critic_lr, eps=1e-5)
+        for name, opt in (("actor", actor_opt), ("critic", critic_opt)):
+            if name in meta["optimizers"]:
+                opt.load_state_dict(meta["optimizers"][name])
+        seen = int(meta["seen"])
+    gen = torch.Generator().manual_seed(args.seed + seen)
+    optimizers = {"actor": actor_opt, "critic": critic_opt}
 
     steps_per_update = 1 if args.algo == "a2c" else rounds
-    num_updates = max(1, args.total_timesteps // (args.num_envs * steps_per_update))
+    num_updates = max(0, args.total_timesteps - seen) // (args.num_envs * steps_per_update)
+    if resume_from is None:
+        num_updates = max(1, num_updates)
     result = TrainResult(agent, args, env_config)
+    next_save = seen + args.save_every if args.save_every else None
 
-    def optimise(losses: dict[str, torch.Tensor]) -> None:
+    def optimise(losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         actor_opt.zero_grad()
         critic_opt.zero_grad()
         (losses["actor_loss"] + losses["critic_loss"]).backward()  # disjoint parameters
@@ -475,6 +590,7 @@ def _train(args: Args) -> TrainResult:
         nn.utils.clip_grad_norm_(agent.critic_parameters(), args.max_grad_norm)
         actor_opt.step()
         critic_opt.step()
+        return losses
 
     def periodic_eval(update: int, seen: int) -> None:
         if args.eval_every and (update % args.eval_every == 0 or update == num_updates):
@@ -488,10 +604,9 @@ def _train(args: Args) -> TrainResult:
                 score = result.eval_curve[-1][1]
                 print(f"update {update}/{num_updates}  seen {seen}  eval {args.eval_split} {score:.4f}")
 
-    obs_np, _ = envs.reset(seed=args.seed)
+    obs_np, _ = envs.reset(seed=args.seed + seen)
     obs = torch.as_tensor(obs_np)
     round_t = 0
-    seen = 0
     try:
         for update in range(1, num_updates + 1):
             if args.anneal_lr:
@@ -499,17 +614,20 @@ def _train(args: Args) -> TrainResult:
                 actor_opt.param_groups[0]["lr"] = frac * args.actor_lr
                 critic_opt.param_groups[0]["lr"] = frac * args.critic_lr
             if args.algo == "a2c":
+                if args.norm_obs:
+                    agent.obs_norm.update(obs)
                 with torch.no_grad():
                     action, _, _, _ = agent.get_action_and_value(obs, generator=gen)
-                next_np, reward, term, trunc, _ = envs.step(action.numpy())
+                next_np, reward, term, trunc, info = envs.step(action.numpy())
                 done = np.logical_or(term, trunc)
                 next_obs = torch.as_tensor(next_np)
                 rewards = torch.as_tensor(reward, dtype=torch.float32)
                 dones = torch.as_tensor(done, dtype=torch.float32)
-                optimise(a2c_losses(agent, obs, action, rewards, next_obs, dones, args.gamma, args.ent_coef,
-                                    args.norm_adv))
+                losses = optimise(a2c_losses(agent, obs, action, rewards, next_obs, dones, args.gamma,
+                                             args.ent_coef, args.norm_adv))
                 seen += args.num_envs
                 result.curve.append(float(reward.mean()))
+                ndcg1 = float(np.mean(info["metrics"]["ndcg@1"]))
                 round_t += 1
                 if round_t == rounds:  # every user's episode ends together: draw new users
                     assert done.all(), "episodes of the batch should end together"
@@ -525,10 +643,12 @@ def _train(args: Args) -> TrainResult:
                 b_rew = torch.zeros((rounds, args.num_envs))
                 b_done = torch.zeros((rounds, args.num_envs))
                 b_val = torch.zeros((rounds, args.num_envs))
+                ndcg1s = []
                 for t in range(rounds):
                     with torch.no_grad():
                         action, logp, _, value = agent.get_action_and_value(obs, generator=gen)
-                    next_np, reward, term, trunc, _ = envs.step(action.numpy())
+                    next_np, reward, term, trunc, info = envs.step(action.numpy())
+                    ndcg1s.append(float(np.mean(info["metrics"]["ndcg@1"])))
                     b_obs[t], b_act[t], b_logp[t], b_val[t] = obs, action, logp, value
                     b_rew[t] = torch.as_tensor(reward, dtype=torch.float32)
                     b_done[t] = torch.as_tensor(np.logical_or(term, trunc), dtype=torch.float32)
@@ -546,23 +666,38 @@ def _train(args: Args) -> TrainResult:
                     for lo in range(0, n, mb):
                         idx = perm[lo : lo + mb]
                         o, a, lp, ad, rt, v = (x[idx] for x in flat)
-                        optimise(mappo_losses(agent, o, a, lp, ad, rt, v, args.clip_coef, args.ent_coef,
-                                              args.clip_vloss, args.norm_adv))
+                        losses = optimise(mappo_losses(agent, o, a, lp, ad, rt, v, args.clip_coef,
+                                                       args.ent_coef, args.clip_vloss, args.norm_adv))
+                if args.norm_obs:  # after the update, so the rollout's ratios start at exactly 1
+                    agent.obs_norm.update(flat[0])
                 seen += n
                 result.curve.append(float(b_rew.mean()))
+                ndcg1 = float(np.mean(ndcg1s))
             result.curve_steps.append(seen)
+            if callback is not None:
+                callback({
+                    "update": update, "seen": seen, "reward": result.curve[-1], "ndcg@1": ndcg1, "agent": agent,
+                    "losses": {k: float(v.detach().mean()) for k, v in losses.items()},
+                })
+            if next_save is not None and args.save_path and seen >= next_save:
+                save_checkpoint(args.save_path, agent, args, env_config, seen=seen, optimizers=optimizers)
+                next_save += args.save_every
             if args.verbose and update % max(1, num_updates // 20) == 0:
                 recent = result.curve[-max(1, len(result.curve) // 20) :]
                 print(f"update {update}/{num_updates}  seen {seen}  reward {np.mean(recent):.4f}  "
                       f"{time.perf_counter() - start:.0f}s", flush=True)
             periodic_eval(update, seen)
+    except KeyboardInterrupt:
+        if args.save_path:
+            save_checkpoint(args.save_path, agent, args, env_config, seen=seen, optimizers=optimizers)
+        raise
     finally:
         envs.close()
     agent.eval()
     result.wall_s = time.perf_counter() - start
     result.cpu_s = time.process_time() - cpu_start
     if args.save_path:
-        result.checkpoint = save_checkpoint(args.save_path, agent, args, env_config)
+        result.checkpoint = save_checkpoint(args.save_path, agent, args, env_config, seen=seen, optimizers=optimizers)
     return result
 
 
@@ -585,14 +720,21 @@ def _parser() -> argparse.ArgumentParser:
         elif isinstance(default, bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_)
         elif f.name in ("threads", "save_path"):
-            kind = int if f.name == "threads" else str
-            p.add_argument(flag, type=lambda s, k=kind: None if s.lower() == "none" else k(s), default=default,
+            p.add_argument(flag, type=_int_or_none if f.name == "threads" else _str_or_none, default=default,
                            help=help_)
         else:
             p.add_argument(flag, type=type(default), default=default, help=help_,
                            choices=ALGOS if f.name == "algo" else None)
     p.add_argument("--eval-test", action="store_true", help="evaluate the trained agent on the test users at the end")
     return p
+
+
+def _int_or_none(text: str) -> int | None:
+    return None if text.lower() == "none" else int(text)
+
+
+def _str_or_none(text: str) -> str | None:
+    return None if text.lower() == "none" else text
 
 
 def _field_docs() -> dict[str, str]:

@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 import rpp_gym  # noqa: F401  (registers the env ids, also in worker processes)
+from rpp_gym.envs.core import RPPCore
 
 __all__ = [
     "EpisodeDraws",
@@ -83,9 +84,17 @@ class EpisodeDraws:
         return EpisodeDraws(self.split, users, self.candidates[idx], self.orders[idx], self.seeds[idx])
 
 
+def _core(env: gym.vector.VectorEnv) -> RPPCore:
+    """The batched core behind an rpp-gym vector env."""
+    core = getattr(env.unwrapped, "core", None)
+    if not isinstance(core, RPPCore):
+        raise TypeError(f"{env.unwrapped!r} is not an rpp-gym vector env (no RPPCore); search needs one")
+    return core
+
+
 def _pool_users(env_id: str, split: str, n_users: int | None, env_kwargs: dict[str, Any]) -> list[str]:
     env = gym.make_vec(env_id, num_envs=1, **env_kwargs)
-    bundle = env.unwrapped.core.bundle
+    bundle = _core(env).bundle
     env.close()
     pool = bundle.pools[split]
     return [bundle.dataset.user_ids[i] for i in pool][: n_users or len(pool)]
@@ -109,7 +118,7 @@ def episode_draws(
     users = _pool_users(env_id, split, n_users, env_kwargs)
     width = min(batch_size, len(users))
     env = gym.make_vec(env_id, num_envs=width, **env_kwargs)
-    core = env.unwrapped.core
+    core = _core(env)
     rounds = core.config.rounds
     n = core.config.n_candidates
     candidates = np.zeros((len(users), n), dtype=np.int32)
@@ -141,7 +150,7 @@ def _score_chunk(
     per_step = max(1, min(n_users, SLOTS_PER_STEP // n_actions))
     width = per_step * n_actions
     env = gym.make_vec(env_id, num_envs=width, **env_kwargs)
-    core = env.unwrapped.core
+    core = _core(env)
     rounds = core.config.rounds
     scratch = np.random.default_rng(0)  # reset_slot's own candidate draw is overwritten below
     scores = np.zeros((n_users, n_actions))
@@ -272,7 +281,7 @@ def _search(
 ) -> SearchResult:
     start = time.perf_counter()
     env = gym.make_vec(env_id, num_envs=1, **dict(env_kwargs or {}))
-    actions = joint_actions(env.single_action_space.nvec)
+    actions = joint_actions(env.single_action_space.nvec)  # type: ignore[attr-defined]
     env.close()
     draws = episode_draws(env_id, split=split, n_users=n_users, seed=seed, batch_size=batch_size, env_kwargs=env_kwargs)
     scores = score_actions(actions, env_id, env_kwargs=env_kwargs, workers=workers, draws=draws)

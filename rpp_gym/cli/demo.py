@@ -55,9 +55,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "sasrec",
         str(run_dir),
     ]
-    groups = [(f"{SIM_ENV} (sim)", SIM_ENV, {}, None)]
+    groups: list = [(f"{SIM_ENV} (sim)", SIM_ENV, {}, None)]
     if args.real_users:
-        groups.append((f"{REAL_ENV} (llamacpp SmolLM2-135M, {args.real_users} users)", REAL_ENV, {}, args.real_users))
+        # A 135M model on 2 CPU cores answers about one prompt per 1.5-3 s: the real-LLM column
+        # uses a few users, a few rounds and the prompt methods (the response cache makes reruns free).
+        real = {"rounds": args.real_rounds, "max_tokens": 160, "llm": f"llamacpp?n_threads={args.threads}"}
+        label = f"{REAL_ENV} (llamacpp SmolLM2-135M, {args.real_users} users x {args.real_rounds} rounds)"
+        groups.append((label, REAL_ENV, real, args.real_users, ["random", "llmrank", "best-fixed", str(run_dir)]))
     print(f"[2/2] evaluating {len(methods)} methods on {', '.join(g[0] for g in groups)}")
     run_comparison(methods, groups, "test", args.seed, out, quick=args.quick, progress=not args.quiet)
     print()
@@ -69,7 +73,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     d = sub.add_parser("demo", help="the main job: train RPP, compare it with every baseline, table and plots")
     d.add_argument("--steps", type=int, default=300_000, help="RPP training budget in user-rounds")
-    d.add_argument("--real-users", type=int, default=8, help="test users evaluated with the real LLM (0: none)")
+    d.add_argument("--real-users", type=int, default=6, help="test users evaluated with the real LLM (0: none)")
+    d.add_argument("--real-rounds", type=int, default=3, help="rounds per user with the real LLM")
+    d.add_argument("--threads", type=int, default=2, help="llama.cpp threads")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--quick", action="store_true", help="short BPR/SASRec training")
     d.add_argument("--retrain", action="store_true", help="train again even if runs/demo/rpp exists")

@@ -64,14 +64,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def run_comparison(
     methods: list[str],
-    groups: list[tuple[str, str, dict[str, Any], int | None]],
+    groups: list[tuple[str, str, dict[str, Any], int | None]] | list[tuple[str, str, dict[str, Any], int | None, list[str]]],
     split: str,
     seed: int,
     out: Path,
     quick: bool = False,
     progress: bool = True,
 ) -> dict[str, dict[str, EvalResult]]:
-    """Evaluate every method in every column group ``(label, env_id, env_kwargs, n_users)``."""
+    """Evaluate every method in every column group ``(label, env_id, env_kwargs, n_users[, methods])``.
+
+    A group's optional fifth element restricts it to those methods (e.g. a slow real LLM).
+    """
     from rpp_gym.cli.report import plot_all, read_curve, write_comparison
 
     rows: dict[str, dict[str, EvalResult]] = {m: {} for m in methods}
@@ -80,7 +83,7 @@ def run_comparison(
         from tqdm import tqdm
     except ImportError:  # pragma: no cover
         tqdm = None  # type: ignore[assignment]
-    jobs = [(m, g) for g in groups for m in methods]
+    jobs = [(m, g[:4]) for g in groups for m in methods if len(g) < 5 or m in g[4]]  # type: ignore[misc]
     bar = tqdm(jobs, desc="compare", unit="method", disable=not progress) if tqdm else jobs
     for method, (label, env_id, env_kwargs, n_users) in bar:
         llm = env_kwargs.get("llm") or _spec_llm(env_id)

@@ -74,8 +74,16 @@ def comparison_table(rows: dict[str, dict[str, EvalResult]], llm_labels: dict[st
                 v = per[g].summary()[c]
                 cells.append(f"**{v:.4f}**" if best[(g, c)] is not None and v == best[(g, c)] else f"{v:.4f}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    notes = [f"- `{g}`: {llm_labels.get(g, '?')}, {_users(rows, g)} test users, mean over 15 rounds" for g in groups]
+    notes = [
+        f"- `{g}`: {llm_labels.get(g, '?')}, {_users(rows, g)} test users, each user's mean over "
+        f"{_rounds(rows, g)} rounds (traditional recommenders: one ranking per user, no LLM)"
+        for g in groups
+    ]
     return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
+
+
+def _rounds(rows: dict[str, dict[str, EvalResult]], group: str) -> int:
+    return max(per[group].metrics["ndcg@10"].shape[1] for per in rows.values() if group in per)
 
 
 def _users(rows: dict[str, dict[str, EvalResult]], group: str) -> int:
