@@ -38,6 +38,7 @@ from rpp_gym.evaluation import EvalResult, evaluate
 
 __all__ = ["BUILTIN_METHODS", "MethodContext", "run_method"]
 
+_EVAL_ONLY = ("rounds", "max_tokens", "cache")
 _MEMO: dict[tuple[Any, ...], Any] = {}
 """Searched prompts and fitted recommenders, reused across column groups of one comparison."""
 
@@ -120,11 +121,15 @@ def _run(name: str, ctx: MethodContext) -> EvalResult:
         return _evaluate(FixedPolicy(action), ctx)
     if name == "best-fixed":
         from rpp_gym.agents.search import best_fixed_prompt
+        from rpp_gym.envs.config import RPPConfig
 
-        search_kwargs = dict(ctx.env_kwargs or {})
+        # The search plays whole episodes of the default length: evaluation-only settings (fewer
+        # rounds, shorter answers, another cache) do not change which prompt is best.
+        search_kwargs = {k: v for k, v in (ctx.env_kwargs or {}).items() if k not in _EVAL_ONLY}
         if ctx.search_llm is not None:
             search_kwargs["llm"] = ctx.search_llm
-        key = ("best-fixed", ctx.env_id, repr(sorted(search_kwargs.items())), ctx.search_users, ctx.seed)
+        config = RPPConfig(**{**gym.spec(ctx.env_id).kwargs, **search_kwargs})
+        key = ("best-fixed", repr(config.to_dict()), ctx.search_users, ctx.seed)
         if key not in _MEMO:
             _MEMO[key] = best_fixed_prompt(
                 ctx.env_id, split="train", n_users=ctx.search_users, seed=ctx.seed, env_kwargs=search_kwargs

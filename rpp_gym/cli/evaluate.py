@@ -64,7 +64,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def run_comparison(
     methods: list[str],
-    groups: list[tuple[str, str, dict[str, Any], int | None]] | list[tuple[str, str, dict[str, Any], int | None, list[str]]],
+    groups: list[tuple[Any, ...]],
     split: str,
     seed: int,
     out: Path,

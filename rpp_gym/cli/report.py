@@ -131,7 +131,17 @@ def plot_all(
     if curves:
         fig, ax = plt.subplots(figsize=(7, 4.2))
         for name, (steps, values) in curves.items():
-            ax.plot(steps, values, label=name, linewidth=1.6)
+            vals = np.asarray(values, dtype=float)
+            window = max(1, len(vals) // 50)
+            smooth = np.convolve(vals, np.ones(window) / window, mode="valid")
+            line = ax.plot(steps, vals, linewidth=0.6, alpha=0.25)[0]
+            ax.plot(
+                steps[window - 1 :],
+                smooth,
+                color=line.get_color(),
+                linewidth=1.8,
+                label=f"{name} (moving mean of {window} updates)",
+            )
         for name, res in results.items():
             if name in ("best-fixed", "random", "oracle"):
                 ax.axhline(
