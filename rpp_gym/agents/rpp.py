@@ -36,6 +36,10 @@ Updates
   agent (each agent's own probability ratio, the shared advantage), a clipped value loss and the
   entropy bonus.
 
+On ``RPP-MovieLens-Sim-v0`` (``benchmarks/bench_learning.py``, 1M transitions) mappo closes about
+70% of the gap between the best fixed prompt and the per-user oracle; a2c beats the best fixed
+prompt but closes under 20%: its history agent settles early on adding no item.
+
 Reproducibility: a run is a pure function of ``Args.seed`` (the network initialisation and the
 action sampling use their own generators; the env is seeded from the same seed), bit for bit on
 the CPU with the same number of torch threads (``Args.threads``).

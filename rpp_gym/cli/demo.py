@@ -1,6 +1,7 @@
 """``rpp-gym demo`` (what ``make demo`` runs): the project's main job, end to end.
 
-1. trains RPP (multi-agent actor-critic) on the simulated LLM, on the train users;
+1. trains RPP's four agents (MAPPO variant by default, ``--algo rpp`` for the paper's A2C) on the
+   simulated LLM, on the train users;
 2. evaluates every baseline and RPP on the 200 test users with the simulator, and on the first
    few test users with the embedded real LLM (llama.cpp + SmolLM2-135M-Instruct);
 3. prints the comparison table and leaves it, with CSV/JSON and plots, in ``runs/demo/``.
@@ -72,7 +73,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     d = sub.add_parser("demo", help="the main job: train RPP, compare it with every baseline, table and plots")
-    d.add_argument("--steps", type=int, default=300_000, help="RPP training budget in user-rounds")
+    d.add_argument("--algo", default="mappo", choices=("rpp", "mappo"),
+                   help="rpp: the paper's A2C update; mappo: the clipped-surrogate variant (learns more per step)")
+    d.add_argument("--steps", type=int, default=480_000, help="RPP training budget in user-rounds")
     d.add_argument("--real-users", type=int, default=6, help="test users evaluated with the real LLM (0: none)")
     d.add_argument("--real-rounds", type=int, default=3, help="rounds per user with the real LLM")
     d.add_argument("--threads", type=int, default=2, help="llama.cpp threads")

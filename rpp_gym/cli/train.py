@@ -141,7 +141,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     gym.spec(args.env)  # an unknown id fails here with Gymnasium's own message
     env_kwargs = {"llm": args.llm} if args.llm else {}
     if args.num_envs is None:
-        args.num_envs = 200 if args.algo in RPP_ALGOS else 8
+        args.num_envs = 32 if args.algo in RPP_ALGOS else 8
     out, config, resumed = _prepare_out(args, env_kwargs)
     try:
         if args.algo in RPP_ALGOS:
@@ -284,7 +284,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     t.add_argument("--llm", default=None, help="backend spec overriding the env's (e.g. sim, llamacpp)")
     t.add_argument("--steps", type=int, default=300_000, help="environment steps (user-rounds) in total")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--num-envs", type=int, default=None, help="users stepped together (default: 200 RPP, 8 SB3)")
+    t.add_argument("--num-envs", type=int, default=None, help="users stepped together (default: 32 RPP, 8 SB3)")
     t.add_argument("--eval-every", type=int, default=0, help="evaluate on the valid users every N steps (0: never)")
     t.add_argument("--eval-users", type=int, default=200)
     t.add_argument("--save-every", type=int, default=20_000, help="checkpoint every N steps (SB3)")
