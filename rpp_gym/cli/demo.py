@@ -24,14 +24,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     out = Path(args.out)
     run_dir = out / "rpp"
-    print(f"[1/2] training RPP on {SIM_ENV} ({args.steps:,} user-rounds) -> {run_dir}")
+    print(f"[1/2] training RPP ({args.algo}) on {SIM_ENV} ({args.steps:,} user-rounds) -> {run_dir}")
     train_args = argparse.Namespace(
         env=SIM_ENV,
-        algo="rpp",
+        algo=args.algo,
         llm=None,
         steps=args.steps,
         seed=args.seed,
-        num_envs=200,
+        num_envs=32,
         eval_every=0,
         eval_users=200,
         save_every=20_000,
