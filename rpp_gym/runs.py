@@ -26,6 +26,17 @@ RPP_ALGOS = ("rpp", "mappo")
 SB3_ALGOS = ("ppo", "a2c", "maskable-ppo", "dqn")
 
 
+def ensure_writable(out: Path) -> None:
+    """Create ``out`` and prove it is writable, or raise a ``PermissionError`` saying what to pass."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise PermissionError(f"cannot write to {out} ({exc.strerror}); pass --out DIR somewhere writable") from None
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON so a crash leaves either the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)

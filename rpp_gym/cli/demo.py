@@ -73,8 +73,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     d = sub.add_parser("demo", help="the main job: train RPP, compare it with every baseline, table and plots")
-    d.add_argument("--algo", default="mappo", choices=("rpp", "mappo"),
-                   help="rpp: the paper's A2C update; mappo: the clipped-surrogate variant (learns more per step)")
+    d.add_argument(
+        "--algo",
+        default="mappo",
+        choices=("rpp", "mappo"),
+        help="rpp: the paper's A2C update; mappo: the clipped-surrogate variant (learns more per step)",
+    )
     d.add_argument("--steps", type=int, default=480_000, help="RPP training budget in user-rounds")
     d.add_argument("--real-users", type=int, default=6, help="test users evaluated with the real LLM (0: none)")
     d.add_argument("--real-rounds", type=int, default=3, help="rounds per user with the real LLM")

@@ -8,22 +8,13 @@ from typing import Any
 
 from rpp_gym.evaluation import EvalResult
 from rpp_gym.methods import BUILTIN_METHODS, MethodContext, run_method
+from rpp_gym.runs import ensure_writable
 
 DEFAULT_METHODS = "random,llmrank,fewshot-5,fewshot-20,best-fixed,oracle,popularity,bpr,sasrec"
 
 
 def _env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"llm": args.llm} if getattr(args, "llm", None) else {}
-
-
-def _check_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise PermissionError(f"cannot write to {out} ({exc.strerror}); pass --out DIR somewhere writable") from None
 
 
 def _print_summary(res: EvalResult) -> None:
@@ -47,7 +38,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         out = Path(args.out or target)
     else:
         out = Path(args.out or f"runs/eval-{target.replace(':', '_').replace(',', '-')}")
-    _check_writable(out)
+    ensure_writable(out)
     ctx = MethodContext(
         env_id=env_id or "RPP-MovieLens-Sim-v0",
         split=args.split,
@@ -93,7 +84,7 @@ def run_comparison(
         if hasattr(bar, "set_postfix_str"):
             bar.set_postfix_str(f"{method} on {label}")
         ctx = MethodContext(env_id=env_id, split=split, n_users=n_users, seed=seed, env_kwargs=env_kwargs, quick=quick)
-        rows[method][label] = run_method(_method_name(method), ctx)
+        rows[method][label] = run_method(method, ctx)
         rows[method][label].name = _display_name(method)
     rows = {_display_name(m): per for m, per in rows.items() if per}
     write_comparison(rows, labels, out)
@@ -126,10 +117,6 @@ def _bank(env_id: str, env_kwargs: dict[str, Any]) -> Any:
         env.close()
 
 
-def _method_name(method: str) -> str:
-    return method
-
-
 def _display_name(method: str) -> str:
     path = Path(method)
     if path.is_dir() and (path / "config.json").exists():
@@ -142,7 +129,7 @@ def _display_name(method: str) -> str:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    _check_writable(out)
+    ensure_writable(out)
     methods = [m for m in args.methods.split(",") if m] + list(args.runs or [])
     for m in methods:
         if m not in BUILTIN_METHODS and not m.startswith(("fixed:", "fewshot-")) and not Path(m).is_dir():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -228,7 +227,3 @@ def read_curve(run_dir: Path) -> tuple[list[float], list[float]] | None:
             steps.append(float(row["steps"]))
             values.append(float(row["reward"]))
     return steps, values
-
-
-def dump(obj: Any) -> str:
-    return json.dumps(obj, indent=2, default=str)

@@ -15,7 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from rpp_gym.runs import RPP_ALGOS, RUN_FORMAT, SB3_ALGOS, load_run_config, sb3_class, write_json_atomic
+from rpp_gym.runs import (
+    RPP_ALGOS,
+    RUN_FORMAT,
+    SB3_ALGOS,
+    ensure_writable,
+    load_run_config,
+    sb3_class,
+    write_json_atomic,
+)
 
 ALGOS = RPP_ALGOS + SB3_ALGOS
 
@@ -110,12 +118,7 @@ def _config(args: argparse.Namespace, out: Path, env_kwargs: dict[str, Any]) -> 
 
 def _prepare_out(args: argparse.Namespace, env_kwargs: dict[str, Any]) -> tuple[Path, dict[str, Any], bool]:
     out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / ".write-test").write_text("")
-        (out / ".write-test").unlink()
-    except OSError as exc:
-        raise PermissionError(f"cannot write to {out} ({exc.strerror}); pass --out DIR somewhere writable") from None
+    ensure_writable(out)
     config = _config(args, out, env_kwargs)
     if (out / "config.json").exists():
         old = load_run_config(out)

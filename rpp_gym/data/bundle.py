@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
 from rpp_gym.data.dataset import Dataset
-from rpp_gym.data.protocol import SPLITS, LeaveOneOut, leave_one_out, make_pools, training_interactions
+from rpp_gym.data.protocol import LeaveOneOut, leave_one_out, make_pools, training_interactions
 
 __all__ = ["BundleOptions", "DataBundle", "load_bundle"]
 
@@ -283,7 +283,3 @@ def load_bundle(
             return _MEMO.setdefault(key, bundle)
     key = ("name", str(dataset), None if data_dir is None else str(Path(data_dir).resolve()), opts)
     return _load_by_key(key)
-
-
-def split_names() -> tuple[str, ...]:
-    return SPLITS
