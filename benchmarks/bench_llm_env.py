@@ -10,6 +10,11 @@ Each mode runs on fresh users (different seeds) ``--reps`` times; throughput is 
 second, compared as ratios within this run. Also reports the env's own share of step time (all
 but waiting for the model) and the tokens one 15-round episode costs.
 
+Where the batching gain can come from: the same prompts sent to the server one at a time and
+all at once, first cut at one generated token (prompt evaluation only), then in full. On a CPU
+prompt evaluation is compute-bound and already batched within one request, so concurrency can
+only speed up the decoding part; the split bounds the batched/sequential ratio.
+
 Run: ``.venv/bin/python benchmarks/bench_llm_env.py [--n 4] [--reps 3]``.
 """
 
@@ -115,6 +120,34 @@ def main() -> None:
         for env in envs:
             env.close()
 
+    # where the gain can come from: prompt evaluation vs decoding, one at a time vs all at once
+    import dataclasses
+
+    def fresh_prompts(seed: int, cap: int) -> list:  # type: ignore[type-arg]
+        # new users each time: llama.cpp reuses a slot's cached prompt prefix, so never resend one
+        rec_backend = Recorder()
+        env = gym.make_vec(ENV_ID, num_envs=n, backend=rec_backend, **kwargs)
+        env.reset(seed=seed)
+        env.step(np.tile(ACTION, (n, 1)))
+        env.close()
+        return [dataclasses.replace(r, sampling=dataclasses.replace(r.sampling, max_tokens=cap))
+                for r in rec_backend.requests]
+
+    split = {}
+    for i, (label, cap) in enumerate(
+        (("prompt only (max_tokens=1)", 1), (f"full (max_tokens={a.max_tokens})", a.max_tokens))
+    ):
+        reqs = fresh_prompts(600 + 2 * i, cap)
+        start = time.perf_counter()
+        for r in reqs:
+            backend.generate([r])
+        one_by_one = time.perf_counter() - start
+        reqs = fresh_prompts(601 + 2 * i, cap)
+        start = time.perf_counter()
+        backend.generate(reqs)
+        together = time.perf_counter() - start
+        split[label] = (one_by_one, together)
+
     total = n * a.reps
     rows = [
         ("direct to the server (concurrent)", total / direct_s),
@@ -126,6 +159,12 @@ def main() -> None:
     print()
     print(f"batched / direct      {rows[1][1] / rows[0][1]:5.2f}  (target >= 0.90)")
     print(f"batched / sequential  {rows[1][1] / rows[2][1]:5.2f}  (target >= 1.5)")
+    print("\nN fresh prompts to the server directly (seconds for all of them):")
+    for label, (one_by_one, together) in split.items():
+        print(f"  {label:<28} one at a time {one_by_one:6.2f}  all at once {together:6.2f}  "
+              f"ratio {one_by_one / together:4.2f}")
+    prompt_share = split["prompt only (max_tokens=1)"][0] / list(split.values())[1][0]
+    print(f"  prompt evaluation is {prompt_share:.0%} of a one-at-a-time request's time")
     overhead = 1 - backend_in_batched / batched_s
     print(f"env's own share of batched step time {overhead:.2%}  (target < 2%)")
     backend.close()

@@ -185,24 +185,21 @@ def test_scores(env_id: str, action: npt.ArrayLike, seed: int, **env_kwargs: Any
     return evaluate(FixedPolicy(action), env_id, split="test", seed=EVAL_SEED, env_kwargs=kwargs).per_user()
 
 
-def run_agent(env_id: str, seed: int, timesteps: int, unmasked: bool, scope: str) -> float:
-    """The RPP agent trained on ``env_id`` and scored on the test users (mean NDCG@10)."""
+def run_agent(
+    env_id: str, seed: int, timesteps: int, algo: str, refine_steps: int = 0, **refine: Any
+) -> tuple[float, dict[str, Any]]:
+    """The RPP agent trained on ``env_id`` (train users) and scored greedily on the test users."""
     from rpp_gym.agents.rpp import Args, train
 
-    env_kwargs: dict[str, Any] = {"llm": f"sim?seed={seed}"}
-    if env_id == PLUS:
-        env_kwargs["scope"] = scope
-        if unmasked:
-            env_kwargs["invalid_action"] = "default"
+    env_kwargs: dict[str, Any] = {"llm": f"sim?seed={seed}", **refine}
     result = train(
-        Args(exp_name=f"rpp-{env_id}", env_id=env_id, env_kwargs=env_kwargs, seed=seed, total_timesteps=timesteps)
+        Args(exp_name=f"{algo}-{env_id}", env_id=env_id, env_kwargs=env_kwargs, algo=algo, seed=seed,
+             total_timesteps=timesteps, refine_steps=refine_steps)
     )
-    eval_kwargs = dict(env_kwargs)
-    bank = getattr(result, "bank_path", None)  # a global-scope agent run that saved its grown bank
-    if bank is not None:
-        eval_kwargs.update(bank_file=str(bank), every=0)
-    res = evaluate(result.policy(), env_id, split="test", seed=EVAL_SEED, env_kwargs=eval_kwargs)
-    return float(res.per_user().mean())
+    res = evaluate(result.policy(), env_id, split="test", seed=EVAL_SEED, env_kwargs=result.eval_env_kwargs)
+    tail = result.curve[-max(1, len(result.curve) // 10) :]
+    stats = {"train_wall_s": result.wall_s, "train_reward_last_10pct": float(np.mean(tail))}
+    return float(res.per_user().mean()), stats
 
 
 def main() -> int:
@@ -213,10 +210,12 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=None, help="processes for the exhaustive search")
     p.add_argument("--every", type=int, default=5, help="RPP+: rewrite after every this many rounds")
     p.add_argument("--min-trials", type=int, default=5, help="RPP+: trials before a rewrite may be replaced")
-    p.add_argument("--agent", action="store_true", help="also train the RPP agent on both ids")
-    p.add_argument("--agent-unmasked", action="store_true", help="RPP+ agent without masks (empty slots -> default)")
-    p.add_argument("--agent-scope", default="global", choices=["episode", "global"])
-    p.add_argument("--timesteps", type=int, default=300_000, help="agent training budget (user-rounds)")
+    p.add_argument("--part", default="all", choices=["all", "bandit", "agent"], help="which half to run")
+    p.add_argument("--agent-algo", default="mappo", choices=["mappo", "a2c"], help="the RPP agent's update rule")
+    p.add_argument("--agent-scope", default="global", choices=["episode", "global"], help="RPP+ bank scope")
+    p.add_argument("--refine-steps", type=int, default=60_000,
+                   help="global scope: the agent refines for its first N transitions, then learns on the frozen bank")
+    p.add_argument("--timesteps", type=int, default=300_000, help="agent training budget (user-rounds) per run")
     p.add_argument("--quick", action="store_true", help="one seed, 500 episodes, 50 search users (smoke run)")
     p.add_argument("--out", help="write the results as JSON here")
     a = p.parse_args()
@@ -226,30 +225,42 @@ def main() -> int:
     rows: dict[str, list[float]] = defaultdict(list)
     notes: dict[str, list[Any]] = defaultdict(list)
     tmp = Path(tempfile.mkdtemp(prefix="rpp-plus-bench-"))
+    agent = a.agent_algo.upper() if a.agent_algo == "mappo" else "RPP (a2c)"
     for seed in a.seeds:
         t0 = time.perf_counter()
-        search = best_fixed_prompt(
-            PLAIN,
-            split="train",
-            n_users=a.search_users,
-            seed=EVAL_SEED,
-            env_kwargs={"llm": f"sim?seed={seed}"},
-            workers=a.workers,
-        )
-        rows["best fixed (RPP banks)"].append(float(test_scores(PLAIN, search.best_action, seed).mean()))
-        notes["best fixed (RPP banks)"].append({"action": search.best_action.tolist(), "search_s": search.wall_s})
-        action, stats = run_bandit(PLAIN, seed, a.episodes, None)
-        rows["bandit (RPP)"].append(float(test_scores(PLAIN, action, seed).mean()))
-        notes["bandit (RPP)"].append({"action": action.tolist(), **stats})
-        bank = tmp / f"bank-{seed}.json"
-        action, stats = run_bandit(PLUS, seed, a.episodes, bank, every=a.every, min_trials=a.min_trials)
-        rows["bandit (RPP+)"].append(
-            float(test_scores(PLUS, action, seed, scope="global", bank_file=str(bank), every=0).mean())
-        )
-        notes["bandit (RPP+)"].append({"action": action.tolist(), **stats})
-        if a.agent:
-            rows["RPP agent (RPP)"].append(run_agent(PLAIN, seed, a.timesteps, a.agent_unmasked, a.agent_scope))
-            rows["RPP agent (RPP+)"].append(run_agent(PLUS, seed, a.timesteps, a.agent_unmasked, a.agent_scope))
+        if a.part in ("all", "bandit"):
+            search = best_fixed_prompt(
+                PLAIN,
+                split="train",
+                n_users=a.search_users,
+                seed=EVAL_SEED,
+                env_kwargs={"llm": f"sim?seed={seed}"},
+                workers=a.workers,
+            )
+            rows["best fixed (RPP banks)"].append(float(test_scores(PLAIN, search.best_action, seed).mean()))
+            notes["best fixed (RPP banks)"].append({"action": search.best_action.tolist(), "search_s": search.wall_s})
+            action, stats = run_bandit(PLAIN, seed, a.episodes, None)
+            rows["bandit (RPP)"].append(float(test_scores(PLAIN, action, seed).mean()))
+            notes["bandit (RPP)"].append({"action": action.tolist(), **stats})
+            bank = tmp / f"bank-{seed}.json"
+            action, stats = run_bandit(PLUS, seed, a.episodes, bank, every=a.every, min_trials=a.min_trials)
+            rows["bandit (RPP+)"].append(
+                float(test_scores(PLUS, action, seed, scope="global", bank_file=str(bank), every=0).mean())
+            )
+            notes["bandit (RPP+)"].append({"action": action.tolist(), **stats})
+        if a.part in ("all", "agent"):
+            refine: dict[str, Any] = {"scope": a.agent_scope}
+            if a.agent_scope == "global":
+                refine.update(every=a.every, min_trials=a.min_trials, refine_steps=a.refine_steps)
+            runs = (
+                (f"{agent} agent (RPP)", PLAIN, {}),
+                (f"{agent} agent (RPP+ slots, no rewrites)", PLUS, {"scope": a.agent_scope, "every": 0}),
+                (f"{agent} agent (RPP+)", PLUS, refine),
+            )
+            for name, env_id, kwargs in runs:
+                score, stats = run_agent(env_id, seed, a.timesteps, a.agent_algo, **kwargs)
+                rows[name].append(score)
+                notes[name].append(stats)
         print(
             f"seed {seed}: "
             + ", ".join(f"{k} {v[-1]:.4f}" for k, v in rows.items())
@@ -257,12 +268,21 @@ def main() -> int:
             flush=True,
         )
 
-    print(f"\n{'method':<26} {'test NDCG@10 (mean over seeds)':>32}   per seed")
+    print(f"\n{'method':<42} {'test NDCG@10 (mean over seeds)':>32}   per seed")
     for name, scores in rows.items():
-        print(f"{name:<26} {np.mean(scores):>32.4f}   {' '.join(f'{s:.4f}' for s in scores)}")
-    plus, plain, fixed = (np.mean(rows[k]) for k in ("bandit (RPP+)", "bandit (RPP)", "best fixed (RPP banks)"))
-    ok = plus > plain and plus > fixed
-    print(f"\nRPP+ beats RPP (bandit {plus:.4f} vs {plain:.4f}, best fixed {fixed:.4f}): {'PASS' if ok else 'FAIL'}")
+        print(f"{name:<42} {np.mean(scores):>32.4f}   {' '.join(f'{s:.4f}' for s in scores)}")
+    ok = True
+    if a.part in ("all", "bandit"):
+        plus, plain, fixed = (np.mean(rows[k]) for k in ("bandit (RPP+)", "bandit (RPP)", "best fixed (RPP banks)"))
+        passed = plus > plain and plus > fixed
+        ok &= passed
+        print(f"\nbandit: RPP+ {plus:.4f} vs RPP {plain:.4f}, best fixed {fixed:.4f}: {'PASS' if passed else 'FAIL'}")
+    if a.part in ("all", "agent"):
+        plus, plain, slots = (np.mean(rows[k]) for k in (runs[2][0], runs[0][0], runs[1][0]))
+        passed = plus > plain and plus > slots
+        ok &= passed
+        print(f"{agent} agent: RPP+ {plus:.4f} vs RPP {plain:.4f}, RPP+ slots without rewrites {slots:.4f}: "
+              f"{'PASS' if passed else 'FAIL'}")
     if a.out:
         Path(a.out).write_text(json.dumps({"rows": rows, "notes": notes, "args": vars(a)}, indent=1, default=str))
     return 0 if ok else 1

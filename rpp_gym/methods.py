@@ -19,12 +19,16 @@ method                 what it is
 ``popularity``         training-set popularity (no LLM)
 ``bpr``                BPR matrix factorisation (no LLM)
 ``sasrec``             SASRec (no LLM)
-``RUN_DIR``            a run written by ``rpp-gym train`` (RPP, MAPPO or a Stable-Baselines3 model)
+``RUN_DIR``            a run written by ``rpp-gym train`` (RPP, MAPPO or a Stable-Baselines3 model);
+                       a run trained on an ``RPP-Plus-*`` id is RPP+ and is evaluated on the RPP+
+                       variant of the env (same users, candidates and LLM; see
+                       :func:`rpp_gym.runs.run_eval_env`)
 =====================  ===========================================================================
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,9 +145,12 @@ def _run(name: str, ctx: MethodContext) -> EvalResult:
         return _traditional(name, ctx)
     path = Path(name)
     if path.is_dir():
-        from rpp_gym.runs import load_run_policy
+        from rpp_gym.runs import load_run_policy, run_eval_env
 
-        return _evaluate(load_run_policy(path), ctx)
+        env_id, extra = run_eval_env(path, ctx.env_id)
+        if env_id != ctx.env_id:
+            ctx = dataclasses.replace(ctx, env_id=env_id)
+        return _evaluate(load_run_policy(path), ctx, **extra)
     raise ValueError(
         f"unknown method {name!r}; use one of {', '.join(BUILTIN_METHODS)}, fixed:H,R,Q,F, or a run directory "
         "written by `rpp-gym train`"

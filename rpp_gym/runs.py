@@ -6,6 +6,7 @@
       config.json      everything needed to reproduce the run (and to refuse an incompatible one)
       agent.pt         RPP / MAPPO checkpoint (rpp_gym.agents.rpp), or
       model.zip        a Stable-Baselines3 model
+      bank.json        RPP+ with scope="global": the grown bank the policy's slot indices refer to
       progress.csv     learning curve: transitions seen, mean reward, (eval NDCG@10)
       tb/              TensorBoard logs
 """
@@ -18,7 +19,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RPP_ALGOS", "RUN_FORMAT", "SB3_ALGOS", "load_run_config", "load_run_policy", "write_json_atomic"]
+__all__ = [
+    "RPP_ALGOS",
+    "RUN_FORMAT",
+    "SB3_ALGOS",
+    "load_run_config",
+    "load_run_policy",
+    "run_eval_env",
+    "write_json_atomic",
+]
 
 RUN_FORMAT = 1
 """Bump when a run directory's layout changes incompatibly."""
@@ -84,8 +93,32 @@ def load_run_policy(run_dir: str | os.PathLike[str], deterministic: bool = True)
 
         model = sb3_class(algo).load(run_dir / "model.zip", device="cpu")
         nvec = config.get("nvec") if algo == "dqn" else None
-        return SB3Policy(model, name, nvec=nvec, deterministic=deterministic)
+        mask_start = config.get("mask_start") if algo == "maskable-ppo" else None
+        return SB3Policy(model, name, nvec=nvec, deterministic=deterministic, mask_start=mask_start)
     raise ValueError(f"{run_dir}: unknown algo {algo!r} in config.json; known: {RPP_ALGOS + SB3_ALGOS}")
+
+
+def run_eval_env(run_dir: str | os.PathLike[str], env_id: str) -> tuple[str, dict[str, Any]]:
+    """Where a run is evaluated when asked for ``env_id``: ``(env id, extra env kwargs)``.
+
+    A run trained on fixed banks is evaluated on ``env_id`` as it is. An RPP+ run (trained on an
+    ``RPP-Plus-*`` id) acts in slots of growing banks, so it is evaluated on the RPP+ variant of
+    ``env_id`` (same data, users, candidates and ranking LLM) with its training refinement
+    settings; a global-scope run on its saved ``bank.json``, frozen (``every=0``).
+    """
+    from rpp_gym.envs.refine import REFINE_KEYS
+    from rpp_gym.envs.registration import is_plus, plus_variant
+
+    config = load_run_config(run_dir)
+    if not is_plus(config["env_id"]):
+        return env_id, {}
+    extra = {k: v for k, v in config.get("env_kwargs", {}).items() if k in REFINE_KEYS}
+    if config.get("bank_file"):
+        bank = Path(run_dir) / config["bank_file"]
+        if not bank.is_file():
+            raise FileNotFoundError(f"{run_dir} was trained on a global RPP+ bank but {bank} is missing; retrain it")
+        extra.update(bank_file=str(bank), every=0)
+    return plus_variant(env_id), extra
 
 
 def sb3_class(algo: str) -> Any:

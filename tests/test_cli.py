@@ -91,6 +91,41 @@ def test_train_resume_evaluate_and_compare_table_matches_json(tmp_path: Path) ->
         assert (out / png).stat().st_size > 10_000
 
 
+def test_rpp_plus_runs_train_evaluate_and_join_the_comparison(tmp_path: Path) -> None:
+    plus = "RPP-Plus-MovieLens-Sim-v0"
+    glob = tmp_path / "mappo-plus"
+    res = rpp("train", "--env", plus, "--algo", "mappo", "--steps", "480", "--num-envs", "8", "--eval-every", "240",
+              "--eval-users", "8", "--env-kwargs", '{"scope": "global", "every": 1, "min_trials": 1}',
+              "--refine-steps", "240", "--out", str(glob), "--quiet")
+    assert res.returncode == 0, res.stderr
+    config = json.loads((glob / "config.json").read_text())
+    assert config["bank_file"] == "bank.json" and (glob / "bank.json").is_file()
+    assert config["env_kwargs"] == {"scope": "global", "every": 1, "min_trials": 1} and config["refine_steps"] == 240
+    rows = list(csv.DictReader((glob / "progress.csv").open()))
+    assert [r["eval_ndcg@10"] != "" for r in rows].count(True) == 2
+    masked = tmp_path / "maskable"
+    res = rpp("train", "--env", plus, "--algo", "maskable-ppo", "--steps", "240", "--num-envs", "4",
+              "--out", str(masked), "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert json.loads((masked / "config.json").read_text())["mask_start"] > 0
+
+    # evaluated on the RPP+ env (an RPP+ policy would choose empty slots of the fixed banks and fail there)
+    out = tmp_path / "cmp"
+    res = rpp("compare", "--methods", "llmrank", "--runs", str(glob), str(masked), "--users", "12",
+              "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    records = {r["method"]: r for r in json.loads((out / "comparison.json").read_text())}
+    assert set(records) == {"llmrank", "MAPPO+ (mappo-plus)", "MASKABLE-PPO+ (maskable)"}
+    res = rpp("evaluate", str(glob), "--users", "12")
+    assert res.returncode == 0, res.stderr
+    ev = json.loads((glob / "eval-test.json").read_text())
+    assert ev["ndcg@10"] == pytest.approx(records["MAPPO+ (mappo-plus)"]["ndcg@10"], abs=1e-6)
+    # a damaged run (bank gone) is refused with the reason, not evaluated on an empty bank
+    (glob / "bank.json").unlink()
+    res = rpp("evaluate", str(glob), "--users", "12")
+    assert res.returncode == 2 and "bank.json is missing" in res.stderr
+
+
 def test_play_driven_by_scripted_input() -> None:
     res = rpp("play", "--seed", "3", input="1 0 3 0\nnot numbers\n2 1 1 4\nq\n")
     assert res.returncode == 0, res.stderr
@@ -103,3 +138,36 @@ def test_data_info_prints_the_protocol() -> None:
     res = rpp("data", "info", "movielens-1m")
     assert res.returncode == 0, res.stderr
     assert "users 6,040" in res.stdout and "pool test : 200 users" in res.stdout and "leave-one-out" in res.stdout
+
+
+def test_demo_trains_rpp_and_rpp_plus_and_compares_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the comparison itself is tested above; here, what the demo trains and hands to it
+    from rpp_gym.cli import evaluate, main
+
+    seen: dict = {}
+
+    def fake_comparison(methods, groups, split, seed, out, quick=False, progress=True):  # type: ignore[no-untyped-def]
+        seen.update(methods=methods, groups=groups)
+        (out / "comparison.md").write_text("| table |\n")
+        return {}
+
+    monkeypatch.setattr(evaluate, "run_comparison", fake_comparison)
+    out = tmp_path / "demo"
+    assert main(["demo", "--steps", "480", "--real-users", "2", "--out", str(out), "--quiet"]) == 0
+    rpp_run, plus_run = json.loads((out / "rpp" / "config.json").read_text()), json.loads(
+        (out / "rpp-plus" / "config.json").read_text()
+    )
+    assert rpp_run["env_id"] == "RPP-MovieLens-Sim-v0" and rpp_run["status"] == "done"
+    assert plus_run["env_id"] == "RPP-Plus-MovieLens-Sim-v0" and plus_run["refine_steps"] == 96
+    assert plus_run["bank_file"] == "bank.json" and (out / "rpp-plus" / "bank.json").is_file()
+    assert seen["methods"][-2:] == [str(out / "rpp"), str(out / "rpp-plus")]
+    assert seen["groups"][1][4][-2:] == [str(out / "rpp"), str(out / "rpp-plus")]  # the real-LLM column too
+
+
+def test_report_doctests() -> None:
+    import doctest
+
+    import rpp_gym.cli.report
+
+    result = doctest.testmod(rpp_gym.cli.report, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

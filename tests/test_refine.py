@@ -305,7 +305,8 @@ def test_spaces_masks_and_observation_slice() -> None:
     env = _plus(rounds=6)
     core = env.unwrapped.core
     assert env.action_space == gym.spaces.MultiDiscrete([3, 16, 16, 16])
-    assert env.observation_space.shape == (172,) and core.mask_slice == slice(121, 172)
+    assert env.observation_space.shape == (268,) and core.mask_slice == slice(217, 268)
+    assert core.stats_slice == slice(121, 217)  # per sentence slot: running mean, then trials
     obs, _ = env.reset(seed=0)
     mask = env.get_wrapper_attr("action_masks")()
     assert mask.dtype == bool and mask.shape == (51,)
@@ -319,6 +320,34 @@ def test_spaces_masks_and_observation_slice() -> None:
     assert np.array_equal(obs[core.mask_slice], mask.astype(np.float32))
     assert mask.sum() == 3 + 5 + 9 + 5 + info["refine"]["accepted"] > 22
     env.close()
+
+
+def test_observation_carries_each_slots_running_mean_and_trials() -> None:
+    from rpp_gym.envs.core import TRIALS_SCALE
+
+    for scope in ("episode", "global"):
+        vec = gym.make_vec(PLUS_SIM, num_envs=3, rounds=4, scope=scope, every=0)
+        core = vec.unwrapped.core
+        obs, _ = vec.reset(seed=1)
+        assert not obs[:, core.stats_slice].any()  # nothing tried yet
+        rewards = []
+        for action in ([0, 1, 2, 3], [0, 1, 2, 3], [0, 2, 2, 0]):
+            obs, reward, _, _, _ = vec.step(np.tile(action, (3, 1)))
+            rewards.append(reward)
+        stats = obs[:, core.stats_slice]
+        means, trials = stats[:, :48].reshape(3, 3, 16), stats[:, 48:].reshape(3, 3, 16)
+        r = np.array(rewards)  # [step, user]
+        if scope == "episode":  # each user's own bank: role slot 1 was chosen twice by that user
+            np.testing.assert_allclose(means[:, 0, 1], r[:2].mean(axis=0), rtol=1e-6)
+            np.testing.assert_allclose(means[:, 0, 2], r[2], rtol=1e-6)
+            np.testing.assert_allclose(trials[:, 0, 1], np.log1p(2) / TRIALS_SCALE, rtol=1e-6)
+            np.testing.assert_allclose(means[:, 1, 2], r.mean(axis=0), rtol=1e-6)  # reasoning 2: every step
+        else:  # one shared bank: every user sees the same statistics, over all users' rewards
+            assert (stats == stats[0]).all()
+            np.testing.assert_allclose(means[0, 0, 1], r[:2].mean(), rtol=1e-6)
+            np.testing.assert_allclose(trials[0, 2, 3], np.log1p(6) / TRIALS_SCALE, rtol=1e-6)
+        assert (trials[:, 0, 5:] == 0).all() and (means[:, 0, 5:] == 0).all()  # empty slots
+        vec.close()
 
 
 def test_empty_slot_raises_or_maps_to_the_default() -> None:

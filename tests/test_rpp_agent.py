@@ -243,3 +243,146 @@ def test_bad_args_are_refused() -> None:
         Args(algo="ppo")
     with pytest.raises(TypeError):
         Args(learning_rate=1e-3)  # type: ignore[call-arg]
+
+
+# ---- RPP+: masked actions --------------------------------------------------------------------
+
+PLUS_ID = "RPP-Plus-MovieLens-Sim-v0"
+
+
+def test_masked_slots_get_zero_probability_and_are_never_chosen() -> None:
+    nvec = [3, 6, 6, 6]
+    agent = Agent(10 + sum(nvec), nvec, hidden=8, mask_start=10)
+    rng = np.random.default_rng(0)
+    obs = rng.uniform(-1, 1, (256, 10 + sum(nvec))).astype(np.float32)
+    bits = rng.random((256, sum(nvec))) < 0.5
+    bits[:, : nvec[0]] = True  # history is never masked
+    for lo in np.cumsum(nvec)[:-1]:
+        bits[:, lo] = True  # every pattern keeps its default slot
+    obs[:, 10:] = bits
+    masks = np.split(bits, np.cumsum(nvec)[:-1], axis=1)
+    with torch.no_grad():  # make an empty slot each actor's favourite, so only the mask keeps it out
+        for k in range(1, 4):
+            agent.actors[k][-1].bias[-1] = 50.0
+    x = torch.as_tensor(obs)
+    log_probs = [torch.log_softmax(z, -1) for z in agent.get_logits(x)]
+    for lp, m in zip(log_probs, masks, strict=True):
+        assert torch.all(lp.exp()[torch.as_tensor(~m)] == 0)
+        assert torch.allclose(lp.exp().sum(-1), torch.ones(len(obs)))
+    gen = torch.Generator().manual_seed(0)
+    for deterministic in (True, False):
+        action, logp, entropy, _ = agent.get_action_and_value(x, generator=gen, deterministic=deterministic)
+        chosen = np.stack([m[np.arange(len(obs)), action[:, k].numpy()] for k, m in enumerate(masks)], 1)
+        assert chosen.all()
+        assert torch.isfinite(logp).all() and torch.isfinite(entropy).all()
+    # the losses stay finite and differentiable with masked logits
+    action, _, _, _ = agent.get_action_and_value(x, generator=gen)
+    losses = a2c_losses(agent, x, action, torch.ones(len(obs)), x, torch.ones(len(obs)), 0.9, 0.01)
+    (losses["actor_loss"] + losses["critic_loss"]).backward()
+    assert all(torch.isfinite(p.grad).all() for p in agent.parameters() if p.grad is not None)
+    # without the mask the favourite empty slot is what a greedy actor picks
+    plain = Agent(10 + sum(nvec), nvec, hidden=8)
+    plain.load_state_dict(agent.state_dict())
+    assert (plain.get_action_and_value(x, deterministic=True)[0][:, 1:] == 5).all()
+
+
+def test_mask_start_must_match_the_action_space() -> None:
+    with pytest.raises(ValueError, match="mask_slice"):
+        Agent(60, [3, 6, 6, 6], mask_start=30)
+
+
+@pytest.mark.parametrize("algo", ["a2c", "mappo"])
+def test_agent_trains_on_rpp_plus_episode_scope(algo: str) -> None:
+    # invalid_action="raise" (the default): choosing a single empty slot would stop the run
+    args = Args(algo=algo, seed=1, env_id=PLUS_ID, num_envs=8, total_timesteps=8 * 5 * 3, hidden=16,
+                env_kwargs={"rounds": 5})
+    result = train(args)
+    assert result.agent.mask_start is not None and result.bank_path is None
+    assert result.eval_env_kwargs == {"rounds": 5}
+    res = evaluate(result.policy(deterministic=False, seed=3), PLUS_ID, split="valid", n_users=16,
+                   env_kwargs=result.eval_env_kwargs)
+    assert res.actions.shape == (16, 5, 4) and (res.actions[:, :, 1:] >= 0).all()
+
+
+def test_global_bank_is_saved_with_the_agent_and_used_to_evaluate_and_resume(tmp_path) -> None:
+    from rpp_gym.envs.refine import load_slot_bank
+
+    path = tmp_path / "agent.pt"
+    env_kwargs = {"rounds": 5, "scope": "global", "every": 1, "min_trials": 1}
+    args = Args(algo="mappo", seed=2, env_id=PLUS_ID, num_envs=8, total_timesteps=8 * 5 * 4, hidden=16,
+                env_kwargs=env_kwargs, save_path=str(path))
+
+    def stop_after_two(event: dict) -> None:
+        if event["update"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(args, callback=stop_after_two)
+    bank_file = tmp_path / "bank.json"
+    grown = load_slot_bank(bank_file)
+    assert any(grown.mask(p).sum() > grown.original[p].sum() for p in ("role", "reasoning", "format")), (
+        "the global bank should have grown"
+    )
+    result = train(args, resume_from=path)
+    assert result.bank_path == bank_file and result.curve_steps == [120, 160]
+    assert result.eval_env_kwargs == {**env_kwargs, "bank_file": str(bank_file), "every": 0}
+    agent, _ = load_agent(path)
+    assert agent.mask_start == result.agent.mask_start
+    # evaluated on the frozen bank: the greedy prompts are reproducible and use refined slots it holds
+    a = evaluate(load_policy(path), PLUS_ID, split="valid", n_users=16, env_kwargs=result.eval_env_kwargs)
+    b = evaluate(load_policy(path), PLUS_ID, split="valid", n_users=16, env_kwargs=result.eval_env_kwargs)
+    np.testing.assert_array_equal(a.actions, b.actions)
+    assert load_slot_bank(bank_file).to_dict() == load_slot_bank(result.bank_path).to_dict()
+
+
+def test_slot_value_gain_prefers_the_slots_that_earned_most_wherever_they_are() -> None:
+    nvec = [3, 4, 4, 4]
+    s = sum(nvec[1:])
+    obs_dim = 5 + 2 * s + sum(nvec)
+    agent = Agent(obs_dim, nvec, hidden=8, mask_start=5 + 2 * s, stats_start=5)
+    plain = Agent(obs_dim, nvec, hidden=8, mask_start=5 + 2 * s)
+    plain.load_state_dict({k: v for k, v in agent.state_dict().items() if k != "slot_value_gain"})
+    x = torch.zeros((2, obs_dim))
+    x[:, 5 + 2 * s :] = 1.0
+    x[:, 5 + 2 * s + 3 + 3] = 0.0  # role slot 3 is empty
+    x[0, 5:9] = torch.tensor([0.2, 0.9, 0.4, 0.95])  # role means: slot 1 best among the valid ones
+    x[1, 5:9] = torch.tensor([0.2, 0.4, 0.9, 0.0])  # another bank: slot 2 best
+    # the gain starts at 0: the same policy as without it, and it is trained with the actors
+    for a, b in zip(agent.get_logits(x), plain.get_logits(x), strict=True):
+        torch.testing.assert_close(a, b)
+    assert any(p is agent.slot_value_gain for p in agent.actor_parameters())
+    with torch.no_grad():
+        agent.slot_value_gain.fill_(5.0)
+        for layer in agent.actors:
+            layer[-1].weight.zero_()
+            layer[-1].bias.zero_()
+    role = torch.softmax(agent.get_logits(x)[1], -1)
+    assert role.argmax(-1).tolist() == [1, 2] and (role[:, 3] == 0).all()
+    with pytest.raises(ValueError, match="needs mask_start"):
+        Agent(obs_dim, nvec, stats_start=5)
+
+
+def test_refine_steps_grows_the_global_bank_then_freezes_it(tmp_path) -> None:
+    from rpp_gym.envs.refine import load_slot_bank
+
+    env_kwargs = {"rounds": 5, "scope": "global", "every": 1, "min_trials": 1}
+    versions: list[int] = []
+    live: list[dict] = []
+
+    def watch(event: dict) -> None:
+        bank = event["env"].unwrapped.core.bank_of(0)
+        versions.append(bank.version)
+        live[:] = [{p: [s and s.id for s in bank.sentences[p]] for p in bank.sentences}]
+
+    args = Args(algo="mappo", seed=2, env_id=PLUS_ID, num_envs=8, total_timesteps=8 * 5 * 5, hidden=16,
+                env_kwargs=env_kwargs, refine_steps=8 * 5 * 2, bank_path=str(tmp_path / "bank.json"))
+    result = train(args, callback=watch)
+    assert versions[0] < versions[1], "the bank grows while refining"
+    assert versions[1] == versions[-1], "and stays as it is after refine_steps"
+    saved = load_slot_bank(result.bank_path)  # the grown bank, as the agent last saw it
+    assert {p: [s and s.id for s in saved.sentences[p]] for p in saved.sentences} == live[0]
+    assert any(saved.mask(p).sum() > saved.original[p].sum() for p in saved.sentences)
+    with pytest.raises(ValueError, match="refine_steps=40 freezes a global RPP\\+ bank"):
+        train(Args(env_id=PLUS_ID, env_kwargs={"rounds": 5}, num_envs=8, total_timesteps=80, refine_steps=40))
+    with pytest.raises(ValueError, match="refine_steps=-1"):
+        Args(refine_steps=-1)

@@ -40,6 +40,18 @@ On ``RPP-MovieLens-Sim-v0`` (``benchmarks/bench_learning.py``, 1M transitions) m
 70% of the gap between the best fixed prompt and the per-user oracle; a2c beats the best fixed
 prompt but closes under 20%: its history agent settles early on adding no item.
 
+RPP+ (``RPP-Plus-*`` ids, growing banks)
+========================================
+The agent finds the validity mask and the slot statistics in the observation
+(``core.mask_slice``, ``core.stats_slice``): empty slots get probability zero, and each sentence
+actor adds a learned multiple of the slots' standardised mean rewards to its logits
+(``Args.slot_value``). In global scope the grown bank is written beside the checkpoint
+(``TrainResult.bank_path``) and the agent is evaluated on it frozen
+(``TrainResult.eval_env_kwargs``). ``Args.refine_steps`` refines only during the first
+transitions and then freezes the bank: while the bank keeps changing, slot indices keep changing
+meaning under the actors, and on the simulator the agent then does worse than on the fixed banks;
+grown first and frozen, the bank lifts it well above them (``benchmarks/bench_rpp_plus.py``).
+
 Reproducibility: a run is a pure function of ``Args.seed`` (the network initialisation and the
 action sampling use their own generators; the env is seeded from the same seed), bit for bit on
 the CPU with the same number of torch threads (``Args.threads``).
@@ -67,6 +79,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import rpp_gym  # noqa: F401  (registers the env ids)
+from rpp_gym.envs.refine import save_bank
 
 __all__ = [
     "Agent",
@@ -122,6 +135,11 @@ class Args:
     """Entropy bonus (summed over the four agents)."""
     norm_obs: bool = True
     """Standardise observations with running statistics gathered during training (saved with the agent)."""
+    refine_steps: int = 0
+    """RPP+ in global scope: refine (grow the shared bank) during the first this many transitions, then
+    freeze the bank and keep training on it (0: refine throughout, as the env is configured)."""
+    slot_value: bool = True
+    """RPP+: each sentence actor also weighs the slots' running mean rewards by a learned gain (see ``Agent``)."""
     max_grad_norm: float = 0.5
     """Gradient norm clip, applied to the actors and the critic separately."""
     norm_adv: bool = True
@@ -148,12 +166,17 @@ class Args:
     """Write a checkpoint here at the end of training (and when interrupted)."""
     save_every: int = 0
     """With ``save_path``: also checkpoint every this many transitions (0: only at the end)."""
+    bank_path: str | None = None
+    """RPP+ with ``scope="global"``: write the grown bank here with every checkpoint (default: ``bank.json``
+    beside ``save_path``, or a temporary file); the agent's slot indices refer to it."""
     verbose: bool = False
     """Print progress lines."""
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
             raise ValueError(f"algo={self.algo!r}; choose one of {ALGOS}")
+        if self.refine_steps < 0:
+            raise ValueError(f"refine_steps={self.refine_steps} must be >= 0 (0: refine throughout)")
         if self.num_envs < 1 or self.total_timesteps < 1:
             raise ValueError(f"num_envs={self.num_envs} and total_timesteps={self.total_timesteps} must be positive")
 
@@ -222,19 +245,49 @@ class Agent(nn.Module):
         obs_dim: Length of the observation vector.
         nvec: Bank sizes ``[n_history, n_role, n_reasoning, n_format]``.
         hidden: Hidden width of every MLP.
+        mask_start: RPP+ (growing banks): where the validity mask starts in the observation
+            (``env.unwrapped.core.mask_slice.start``; the last ``sum(nvec)`` entries). Each
+            actor's logits of empty slots are then set to the dtype's minimum, so they get
+            probability zero, are never sampled and add nothing to the entropy. None: every
+            action is always valid (fixed banks).
+        stats_start: RPP+: where the slot statistics start (``env.unwrapped.core.stats_slice.start``).
+            Each sentence actor then adds ``gain_k * z`` to its logits, ``z`` the slots' running
+            mean rewards standardised over the valid slots and ``gain_k`` a learned scalar
+            (initially 0): one weight shared by all slots, so a rewrite that earned well is
+            preferred in whatever slot it landed, which per-slot MLP outputs cannot learn while
+            the bank changes under them. Needs ``mask_start``.
     """
 
-    def __init__(self, obs_dim: int, nvec: Sequence[int], hidden: int = 128) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        nvec: Sequence[int],
+        hidden: int = 128,
+        mask_start: int | None = None,
+        stats_start: int | None = None,
+    ) -> None:
         super().__init__()
         self.obs_dim = int(obs_dim)
         self.nvec = [int(n) for n in nvec]
         self.hidden = int(hidden)
+        self.mask_start = None if mask_start is None else int(mask_start)
+        if self.mask_start is not None and self.obs_dim - self.mask_start != sum(self.nvec):
+            raise ValueError(
+                f"mask_start={mask_start} leaves {self.obs_dim - self.mask_start} mask entries in an observation "
+                f"of {self.obs_dim}, but the actions need sum(nvec)={sum(self.nvec)}; pass "
+                "env.unwrapped.core.mask_slice.start"
+            )
+        self.stats_start = None if stats_start is None else int(stats_start)
+        if self.stats_start is not None and self.mask_start is None:
+            raise ValueError("stats_start needs mask_start (slot statistics exist only with growing banks)")
         self.obs_norm = ObsNorm(self.obs_dim)
         self.actors = nn.ModuleList([_mlp(self.obs_dim, hidden, n, 0.01) for n in self.nvec])
         self.critic = _mlp(self.obs_dim, hidden, 1, 1.0)
+        self.slot_value_gain = nn.Parameter(torch.zeros(len(self.nvec) - 1)) if self.stats_start is not None else None
 
     def actor_parameters(self) -> list[nn.Parameter]:
-        return list(self.actors.parameters())
+        gain = [] if self.slot_value_gain is None else [self.slot_value_gain]
+        return [*self.actors.parameters(), *gain]
 
     def critic_parameters(self) -> list[nn.Parameter]:
         return list(self.critic.parameters())
@@ -243,10 +296,29 @@ class Agent(nn.Module):
         """``V(s)``, shape ``[B]``."""
         return self.critic(self.obs_norm(x)).squeeze(-1)
 
+    def action_masks(self, x: torch.Tensor) -> list[torch.Tensor] | None:
+        """Each actor's validity mask ``bool[B, n_k]``, read from the raw observation (None: no masks)."""
+        if self.mask_start is None:
+            return None
+        return list(torch.split(x[..., self.mask_start :] > 0.5, self.nvec, dim=-1))
+
     def get_logits(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Each actor's logits, ``[B, n_k]``."""
-        x = self.obs_norm(x)
-        return [actor(x) for actor in self.actors]
+        """Each actor's logits, ``[B, n_k]``; empty slots (RPP+) hold the dtype's minimum."""
+        masks = self.action_masks(x)  # before normalisation, which would move the 0/1 bits
+        h = self.obs_norm(x)
+        logits = [actor(h) for actor in self.actors]
+        if masks is None:
+            return logits
+        if self.slot_value_gain is not None:
+            assert self.stats_start is not None
+            sizes = self.nvec[1:]
+            means = torch.split(x[..., self.stats_start : self.stats_start + sum(sizes)], sizes, dim=-1)
+            for k, (mean, valid) in enumerate(zip(means, masks[1:], strict=True), 1):
+                n = valid.sum(-1, keepdim=True).clamp(min=1)
+                mu = (mean * valid).sum(-1, keepdim=True) / n
+                sd = ((((mean - mu) * valid) ** 2).sum(-1, keepdim=True) / n).sqrt()
+                logits[k] = logits[k] + self.slot_value_gain[k - 1] * (mean - mu) / (sd + 1e-3)
+        return [z.masked_fill(~m, torch.finfo(z.dtype).min) for z, m in zip(logits, masks, strict=True)]
 
     def get_action_and_value(
         self,
@@ -442,6 +514,8 @@ def save_checkpoint(
             "obs_dim": agent.obs_dim,
             "nvec": agent.nvec,
             "hidden": agent.hidden,
+            "mask_start": agent.mask_start,
+            "stats_start": agent.stats_start,
             "args": dataclasses.asdict(args),
             "env_id": args.env_id,
             "env_config": env_config,
@@ -460,7 +534,7 @@ def load_agent(path: str | Path) -> tuple[Agent, dict[str, Any]]:
     ckpt = torch.load(Path(path), map_location="cpu", weights_only=False)
     if not isinstance(ckpt, dict) or ckpt.get("format") != "rpp-gym/rpp-agent/1":
         raise ValueError(f"{path} is not an RPP agent checkpoint (written by rpp_gym.agents.rpp.save_checkpoint)")
-    agent = Agent(ckpt["obs_dim"], ckpt["nvec"], ckpt["hidden"])
+    agent = Agent(ckpt["obs_dim"], ckpt["nvec"], ckpt["hidden"], ckpt.get("mask_start"), ckpt.get("stats_start"))
     agent.load_state_dict(ckpt["state_dict"])
     meta = {k: ckpt[k] for k in ("args", "env_id", "env_config")}
     meta["seen"] = ckpt.get("seen", 0)
@@ -492,6 +566,7 @@ class TrainResult:
         wall_s: Seconds the run took.
         cpu_s: CPU seconds of this process during the run (a contention-free cost on a shared machine).
         checkpoint: Where it was saved (None if not).
+        bank_path: RPP+ in global scope: the grown bank the agent's slot indices refer to (None otherwise).
     """
 
     agent: Agent
@@ -503,10 +578,24 @@ class TrainResult:
     wall_s: float = 0.0
     cpu_s: float = 0.0
     checkpoint: Path | None = None
+    bank_path: Path | None = None
+
+    @property
+    def eval_env_kwargs(self) -> dict[str, Any]:
+        """Env keyword arguments to evaluate the agent with: the training ones, plus, for a global
+        RPP+ bank, that bank frozen (``bank_file=bank_path, every=0``)."""
+        return eval_env_kwargs(self.args.env_kwargs, self.bank_path)
 
     def policy(self, deterministic: bool = True, seed: int = 0) -> RPPPolicy:
         """The trained agent behind the policy protocol."""
         return RPPPolicy(self.agent, deterministic, seed, self.args.exp_name)
+
+
+def eval_env_kwargs(env_kwargs: Mapping[str, Any], bank_path: str | Path | None) -> dict[str, Any]:
+    """``env_kwargs`` with a saved global RPP+ bank frozen in (unchanged when ``bank_path`` is None)."""
+    if bank_path is None:
+        return dict(env_kwargs)
+    return {**env_kwargs, "bank_file": str(bank_path), "every": 0}
 
 
 def train(
@@ -519,9 +608,11 @@ def train(
     Args:
         args: The run.
         callback: Called after every update with ``{"update", "seen", "reward", "ndcg@1",
-            "agent", "losses"}`` (the update's mean reward and NDCG@1, the live agent, the last
-            minibatch's losses as floats). A callback that evaluates the agent should call
-            ``agent.train()`` afterwards.
+            "agent", "losses", "env"}`` (the update's mean reward and NDCG@1, the live agent, the
+            last minibatch's losses as floats, the training vector env). A callback that
+            evaluates the agent should call ``agent.train()`` afterwards; one that evaluates an
+            RPP+ agent in global scope should evaluate on a snapshot of the live bank
+            (``save_bank(event["env"], path)``, then ``bank_file=path, every=0``).
         resume_from: A checkpoint of this run to continue from: networks, observation
             statistics and optimiser states are restored and training runs until
             ``args.total_timesteps`` transitions in all. The env restarts from
@@ -555,20 +646,41 @@ def _train(
     env_config = config.to_dict()
     obs_dim = int(np.prod(envs.single_observation_space.shape or (0,)))
     nvec = np.asarray(envs.single_action_space.nvec).tolist()  # type: ignore[attr-defined]
+    core: Any = envs.unwrapped.core  # type: ignore[attr-defined]
+    mask_start = None if core.mask_slice is None else int(core.mask_slice.start)  # RPP+: masked actions
+    stats_start = None if core.stats_slice is None or not args.slot_value else int(core.stats_slice.start)
+    bank_path = _bank_path(args) if core.masked and core.scope == "global" else None
+    if args.refine_steps and bank_path is None:
+        raise ValueError(
+            f"refine_steps={args.refine_steps} freezes a global RPP+ bank, but {args.env_id} with "
+            f"{args.env_kwargs} has none; train on an RPP-Plus-* id with scope='global', or drop refine_steps"
+        )
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
-        agent = Agent(obs_dim, nvec, args.hidden)
+        agent = Agent(obs_dim, nvec, args.hidden, mask_start, stats_start)
     actor_opt = torch.optim.Adam(agent.actor_parameters(), lr=args.actor_lr, eps=1e-5)
     critic_opt = torch.optim.Adam(agent.critic_parameters(), lr=args.critic_lr, eps=1e-5)
     seen = 0
     if resume_from is not None:
         loaded, meta = load_agent(resume_from)
-        if (loaded.obs_dim, loaded.nvec) != (obs_dim, nvec):
+        if (loaded.obs_dim, loaded.nvec, loaded.mask_start, loaded.stats_start) != (
+            obs_dim, nvec, mask_start, stats_start
+        ):
             raise ValueError(
                 f"{resume_from}: checkpoint is for obs_dim={loaded.obs_dim}, nvec={loaded.nvec} but the env has "
                 f"obs_dim={obs_dim}, nvec={nvec}; resume with the env it was trained on ({meta['env_id']})"
             )
+        if bank_path is not None:
+            if not bank_path.is_file():
+                raise FileNotFoundError(
+                    f"{resume_from} was trained on a global RPP+ bank, but {bank_path} is missing; its slot indices "
+                    "mean nothing without it: retrain, or pass the bank as bank_path"
+                )
+            envs.close()  # reopen on the saved bank, so the slots mean what the agent learned
+            env_kwargs["bank_file"] = str(bank_path)
+            envs = gym.make_vec(args.env_id, num_envs=args.num_envs, **env_kwargs)
+            core = envs.unwrapped.core  # type: ignore[attr-defined]
         agent = loaded.train()
         actor_opt = torch.optim.Adam(agent.actor_parameters(), lr=args.actor_lr, eps=1e-5)
         critic_opt = torch.optim.Adam(agent.critic_parameters(), lr=args.critic_lr, eps=1e-5)
@@ -583,7 +695,7 @@ def _train(
     num_updates = max(0, args.total_timesteps - seen) // (args.num_envs * steps_per_update)
     if resume_from is None:
         num_updates = max(1, num_updates)
-    result = TrainResult(agent, args, env_config)
+    result = TrainResult(agent, args, env_config, bank_path=bank_path)
     next_save = seen + args.save_every if args.save_every else None
 
     def optimise(losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -596,11 +708,20 @@ def _train(
         critic_opt.step()
         return losses
 
+    def checkpoint() -> Path | None:
+        if bank_path is not None:
+            save_bank(envs, bank_path)
+        if args.save_path:
+            return save_checkpoint(args.save_path, agent, args, env_config, seen=seen, optimizers=optimizers)
+        return None
+
     def periodic_eval(update: int, seen: int) -> None:
         if args.eval_every and (update % args.eval_every == 0 or update == num_updates):
+            if bank_path is not None:
+                save_bank(envs, bank_path)
             res = evaluate(
                 RPPPolicy(agent, True, name=args.exp_name), args.env_id, split=args.eval_split,
-                n_users=args.eval_users, seed=args.eval_seed, env_kwargs=args.env_kwargs,
+                n_users=args.eval_users, seed=args.eval_seed, env_kwargs=result.eval_env_kwargs,
             )
             agent.train()
             result.eval_curve.append((seen, float(res.per_user().mean())))
@@ -608,6 +729,11 @@ def _train(
                 score = result.eval_curve[-1][1]
                 print(f"update {update}/{num_updates}  seen {seen}  eval {args.eval_split} {score:.4f}")
 
+    def maybe_freeze() -> None:
+        if args.refine_steps and seen >= args.refine_steps and core.refiner.config.every:
+            core.refiner.freeze()
+
+    maybe_freeze()
     obs_np, _ = envs.reset(seed=args.seed + seen)
     obs = torch.as_tensor(obs_np)
     round_t = 0
@@ -678,31 +804,40 @@ def _train(
                 result.curve.append(float(b_rew.mean()))
                 ndcg1 = float(np.mean(ndcg1s))
             result.curve_steps.append(seen)
+            maybe_freeze()
             if callback is not None:
                 callback({
                     "update": update, "seen": seen, "reward": result.curve[-1], "ndcg@1": ndcg1, "agent": agent,
-                    "losses": {k: float(v.detach().mean()) for k, v in losses.items()},
+                    "losses": {k: float(v.detach().mean()) for k, v in losses.items()}, "env": envs,
                 })
             if next_save is not None and args.save_path and seen >= next_save:
-                save_checkpoint(args.save_path, agent, args, env_config, seen=seen, optimizers=optimizers)
+                checkpoint()
                 next_save += args.save_every
             if args.verbose and update % max(1, num_updates // 20) == 0:
                 recent = result.curve[-max(1, len(result.curve) // 20) :]
                 print(f"update {update}/{num_updates}  seen {seen}  reward {np.mean(recent):.4f}  "
                       f"{time.perf_counter() - start:.0f}s", flush=True)
             periodic_eval(update, seen)
+        result.checkpoint = checkpoint()
     except KeyboardInterrupt:
-        if args.save_path:
-            save_checkpoint(args.save_path, agent, args, env_config, seen=seen, optimizers=optimizers)
+        checkpoint()
         raise
     finally:
         envs.close()
     agent.eval()
     result.wall_s = time.perf_counter() - start
     result.cpu_s = time.process_time() - cpu_start
-    if args.save_path:
-        result.checkpoint = save_checkpoint(args.save_path, agent, args, env_config, seen=seen, optimizers=optimizers)
     return result
+
+
+def _bank_path(args: Args) -> Path:
+    if args.bank_path:
+        return Path(args.bank_path).expanduser()
+    if args.save_path:
+        return Path(args.save_path).expanduser().with_name("bank.json")
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix="rpp-gym-bank-")) / "bank.json"
 
 
 # --------------------------------------------------------------------------------------------
@@ -723,7 +858,7 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument(flag, type=json.loads, default={}, help=help_ + " as JSON")
         elif isinstance(default, bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_)
-        elif f.name in ("threads", "save_path"):
+        elif f.name in ("threads", "save_path", "bank_path"):
             p.add_argument(flag, type=_int_or_none if f.name == "threads" else _str_or_none, default=default,
                            help=help_)
         else:
@@ -770,7 +905,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if eval_test:
         from rpp_gym.evaluation import evaluate
 
-        res = evaluate(result.policy(), args.env_id, split="test", env_kwargs=args.env_kwargs)
+        res = evaluate(result.policy(), args.env_id, split="test", env_kwargs=result.eval_env_kwargs)
         s = res.summary()
         print(f"test NDCG@10 {s['ndcg@10']:.4f} +- {s['ndcg@10_ci95']:.4f} ({len(res.user_ids)} users)")
     return 0

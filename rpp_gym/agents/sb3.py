@@ -389,6 +389,9 @@ class SB3Policy:
             ``joint_nvec``, set by :class:`FlattenJointAction`).
         deterministic: Greedy actions (True) or samples.
         action_masks: A fixed ``bool`` mask (``MaskablePPO`` only), applied to every observation.
+        mask_start: RPP+ (``MaskablePPO`` only): each observation's own mask is
+            ``obs[mask_start:] > 0.5`` (``env.unwrapped.core.mask_slice.start``), so the policy
+            follows the growing banks.
     """
 
     def __init__(
@@ -399,8 +402,12 @@ class SB3Policy:
         nvec: Sequence[int] | None = None,
         deterministic: bool = True,
         action_masks: npt.ArrayLike | None = None,
+        mask_start: int | None = None,
     ) -> None:
+        if action_masks is not None and mask_start is not None:
+            raise ValueError("pass action_masks (one fixed mask) or mask_start (masks read from obs), not both")
         self.model = model
+        self.mask_start = mask_start
         self.name = name or type(model).__name__.lower()
         self.deterministic = deterministic
         self.action_masks = None if action_masks is None else np.asarray(action_masks, dtype=bool)
@@ -422,6 +429,8 @@ class SB3Policy:
         kwargs: dict[str, Any] = {}
         if self.action_masks is not None:
             kwargs["action_masks"] = np.repeat(self.action_masks[None], len(obs), axis=0)
+        elif self.mask_start is not None:
+            kwargs["action_masks"] = np.asarray(obs)[:, self.mask_start :] > 0.5
         actions, _ = self.model.predict(obs, deterministic=self.deterministic, **kwargs)
         actions = np.asarray(actions, dtype=np.int64)
         if self.nvec is not None:

@@ -120,10 +120,12 @@ def _bank(env_id: str, env_kwargs: dict[str, Any]) -> Any:
 def _display_name(method: str) -> str:
     path = Path(method)
     if path.is_dir() and (path / "config.json").exists():
+        from rpp_gym.envs.registration import is_plus
         from rpp_gym.runs import load_run_config
 
         config = load_run_config(path)
-        return f"{config['algo'].upper()} ({path.name})" if config["algo"] != "rpp" else f"RPP ({path.name})"
+        label = "RPP" if config["algo"] == "rpp" else config["algo"].upper()
+        return f"{label}{'+' if is_plus(config['env_id']) else ''} ({path.name})"
     return method
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from rpp_gym.evaluation import EvalResult
 from rpp_gym.runs import write_json_atomic
@@ -111,6 +112,27 @@ def write_comparison(
     return {"markdown": md, "csv": csv_path, "json": json_path}
 
 
+def choice_shares(
+    chosen: dict[str, npt.NDArray[np.int64]], sentences: Sequence[Any]
+) -> tuple[list[str], dict[str, npt.NDArray[np.float64]]]:
+    """Per method, the share of choices of each sentence of one pattern: ``(labels, shares)``.
+
+    RPP+ runs act in bigger banks whose first slots hold these original sentences: every choice
+    of a later slot (a rewrite) counts towards one extra ``"refined"`` label.
+
+    >>> choice_shares({"a": np.array([0, 1, 1, 5])}, [type("S", (), {"id": i})() for i in ("x", "y")])
+    (['x', 'y', 'refined'], {'a': array([0.25, 0.5 , 0.25])})
+    """
+    ids = [s.id for s in sentences]
+    if any((np.asarray(c) >= len(ids)).any() for c in chosen.values()):
+        ids.append("refined")
+    shares = {}
+    for name, c in chosen.items():
+        counts = np.bincount(np.minimum(np.asarray(c).ravel(), len(ids) - 1), minlength=len(ids))
+        shares[name] = counts / max(counts.sum(), 1)
+    return ids, shares
+
+
 def plot_all(
     results: dict[str, EvalResult],
     baseline: str | None,
@@ -167,10 +189,9 @@ def plot_all(
         fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
         width = 0.8 / max(len(learned), 1)
         for j, (ax, p) in enumerate(zip(axes, patterns, strict=True)):
-            ids = [s.id for s in bank.sentences(p)]
-            for k, (name, res) in enumerate(learned.items()):
-                counts = np.bincount(res.actions[:, :, j + 1].ravel(), minlength=len(ids))[: len(ids)]
-                ax.bar(np.arange(len(ids)) + k * width, counts / counts.sum(), width=width, label=name)
+            ids, shares = choice_shares({n: r.actions[:, :, j + 1] for n, r in learned.items()}, bank.sentences(p))
+            for k, (name, share) in enumerate(shares.items()):
+                ax.bar(np.arange(len(ids)) + k * width, share, width=width, label=name)
             ax.set_xticks(np.arange(len(ids)) + width * (len(learned) - 1) / 2)
             ax.set_xticklabels(ids, rotation=40, ha="right", fontsize=8)
             ax.set_title(f"{p} sentence chosen")

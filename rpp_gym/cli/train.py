@@ -99,6 +99,7 @@ def _config(args: argparse.Namespace, out: Path, env_kwargs: dict[str, Any]) -> 
         "eval_every": args.eval_every,
         "eval_users": args.eval_users,
         "env_kwargs": env_kwargs,
+        "refine_steps": args.refine_steps,
         "command": "rpp-gym train "
         + " ".join(
             f"--{k.replace('_', '-')} {v}"
@@ -122,7 +123,7 @@ def _prepare_out(args: argparse.Namespace, env_kwargs: dict[str, Any]) -> tuple[
     config = _config(args, out, env_kwargs)
     if (out / "config.json").exists():
         old = load_run_config(out)
-        for key in ("env_id", "algo", "llm", "seed", "num_envs", "env_kwargs"):
+        for key in ("env_id", "algo", "llm", "seed", "num_envs", "env_kwargs", "refine_steps"):
             if old.get(key) != config.get(key):
                 raise ValueError(
                     f"{out} holds a run with {key}={old.get(key)!r}, not {config.get(key)!r}; "
@@ -142,7 +143,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
     gym.spec(args.env)  # an unknown id fails here with Gymnasium's own message
-    env_kwargs = {"llm": args.llm} if args.llm else {}
+    env_kwargs = {**(args.env_kwargs or {}), **({"llm": args.llm} if args.llm else {})}
     if args.num_envs is None:
         args.num_envs = 32 if args.algo in RPP_ALGOS else 8
     out, config, resumed = _prepare_out(args, env_kwargs)
@@ -156,15 +157,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         write_json_atomic(out / "config.json", config)
         print(f"\ninterrupted: checkpoint saved in {out}; run the same command again to resume")
         return 130
+    config = load_run_config(out)  # the trainers may have added facts (nvec, mask_start)
     config["status"] = "done"
     config["trained_steps"] = steps
+    if (out / "bank.json").is_file():
+        config["bank_file"] = "bank.json"  # RPP+ global scope: the grown bank the policy acts in
     write_json_atomic(out / "config.json", config)
     print(f"trained {steps:,} steps; run saved in {out} (evaluate it: rpp-gym evaluate {out} --split test)")
     return 0
 
 
-def _eval_valid(policy: Any, args: argparse.Namespace, env_kwargs: dict[str, Any]) -> float:
+def _eval_valid(
+    policy: Any, args: argparse.Namespace, env_kwargs: dict[str, Any], live_env: Any = None, out: Path | None = None
+) -> float:
+    """Mean NDCG@10 on the first valid users; an RPP+ run in global scope on a snapshot of its live bank."""
+    from rpp_gym.agents.rpp import eval_env_kwargs
+    from rpp_gym.envs.refine import save_bank
     from rpp_gym.evaluation import evaluate
+
+    core = getattr(getattr(live_env, "unwrapped", None), "core", None)
+    if core is not None and core.masked and core.scope == "global" and out is not None:
+        env_kwargs = eval_env_kwargs(env_kwargs, save_bank(live_env, out / "bank.json"))
 
     res = evaluate(policy, args.env, split="valid", n_users=args.eval_users, seed=0, env_kwargs=env_kwargs)
     return float(res.per_user().mean())
@@ -182,6 +195,7 @@ def _train_rpp(args: argparse.Namespace, out: Path, env_kwargs: dict[str, Any], 
         total_timesteps=args.steps,
         num_envs=args.num_envs,
         save_path=str(out / "agent.pt"),
+        refine_steps=args.refine_steps,
     )
     progress = Progress(out, args.steps, 0, enabled=not args.quiet)
     next_eval = [args.eval_every]
@@ -189,7 +203,8 @@ def _train_rpp(args: argparse.Namespace, out: Path, env_kwargs: dict[str, Any], 
     def callback(event: dict[str, Any]) -> None:
         eval_ndcg = None
         if args.eval_every and event["seen"] >= next_eval[0]:
-            eval_ndcg = _eval_valid(RPPPolicy(event["agent"], True, name=out.name), args, env_kwargs)
+            policy = RPPPolicy(event["agent"], True, name=out.name)
+            eval_ndcg = _eval_valid(policy, args, env_kwargs, event["env"], out)
             event["agent"].train()
             next_eval[0] += args.eval_every
         progress.update(event["seen"], event["reward"], event.get("ndcg@1"), eval_ndcg)
@@ -207,6 +222,7 @@ def _train_sb3(args: argparse.Namespace, out: Path, env_kwargs: dict[str, Any], 
     from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
     from rpp_gym.agents.sb3 import FlattenJointAction, SB3Policy, make_sb3_vec_env
+    from rpp_gym.envs.refine import save_bank
 
     cls = sb3_class(args.algo)
     nvec = None
@@ -220,10 +236,22 @@ def _train_sb3(args: argparse.Namespace, out: Path, env_kwargs: dict[str, Any], 
         nvec = vec.envs[0].joint_nvec.tolist() if hasattr(vec, "envs") else None
         nvec = nvec or np.asarray(gym.make(args.env, **env_kwargs).action_space.nvec).tolist()
     else:
+        if resumed and (out / "bank.json").is_file():  # RPP+ global bank: the model's slots refer to it
+            env_kwargs = {**env_kwargs, "bank_file": str(out / "bank.json")}
         vec = make_sb3_vec_env(args.env, n_envs=args.num_envs, seed=args.seed, **env_kwargs)
     config = load_run_config(out)
-    if nvec is not None:
-        config["nvec"] = nvec
+    core = vec.unwrapped.core if hasattr(vec.unwrapped, "core") else None
+    global_bank = core is not None and core.masked and core.scope == "global"
+    if args.refine_steps and not global_bank:
+        raise ValueError(
+            f"--refine-steps {args.refine_steps} freezes a global RPP+ bank; train on an RPP-Plus-* id with "
+            '--env-kwargs \'{"scope": "global"}\', or drop --refine-steps'
+        )
+    if nvec is not None or (core is not None and core.masked):
+        if nvec is not None:
+            config["nvec"] = nvec
+        if core is not None and core.masked:
+            config["mask_start"] = int(core.mask_slice.start)
         write_json_atomic(out / "config.json", config)
     model_path = out / "model.zip"
     if resumed and model_path.exists():
@@ -246,6 +274,8 @@ def _train_sb3(args: argparse.Namespace, out: Path, env_kwargs: dict[str, Any], 
             self.next_save = model.num_timesteps + args.save_every
 
         def _on_step(self) -> bool:
+            if args.refine_steps and self.num_timesteps >= args.refine_steps and core.refiner.config.every:
+                core.refiner.freeze()  # grown enough: from now on learn on a fixed bank
             self.rewards.extend(np.asarray(self.locals["rewards"]).tolist())
             for info in self.locals.get("infos", []):
                 m = info.get("metrics")
@@ -253,10 +283,11 @@ def _train_sb3(args: argparse.Namespace, out: Path, env_kwargs: dict[str, Any], 
                     self.ndcg1.append(float(m["ndcg@1"]))
             eval_ndcg = None
             if args.eval_every and self.num_timesteps >= self.next_eval:
-                eval_ndcg = _eval_valid(SB3Policy(self.model, out.name, nvec=nvec), args, env_kwargs)
+                policy = SB3Policy(self.model, out.name, nvec=nvec, mask_start=config.get("mask_start"))
+                eval_ndcg = _eval_valid(policy, args, env_kwargs, vec, out)
                 self.next_eval += args.eval_every
             if self.num_timesteps >= self.next_save:
-                self.model.save(model_path)
+                save()
                 self.next_save += args.save_every
             if len(self.rewards) >= 15 * args.num_envs or eval_ndcg is not None:
                 progress.update(
@@ -268,16 +299,34 @@ def _train_sb3(args: argparse.Namespace, out: Path, env_kwargs: dict[str, Any], 
                 self.rewards, self.ndcg1 = [], []
             return True
 
+    def save() -> None:
+        model.save(model_path)
+        if global_bank:
+            save_bank(vec, out / "bank.json")
+
     try:
         model.learn(remaining, callback=Callback(), reset_num_timesteps=not resumed, tb_log_name="sb3")
+        save()
     except KeyboardInterrupt:
-        model.save(model_path)
+        save()
         raise
     finally:
         progress.close()
         vec.close()
-    model.save(model_path)
     return int(model.num_timesteps)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        msg = f"--env-kwargs {text!r} is not JSON ({exc.msg}); e.g. '{{\"rounds\": 10}}'"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"--env-kwargs {text!r} must be a JSON object, e.g. '{{\"rounds\": 10}}'")
+    return value
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -285,7 +334,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     t.add_argument("--env", default="RPP-MovieLens-Sim-v0")
     t.add_argument("--algo", default="rpp", help=f"one of {', '.join(ALGOS)}")
     t.add_argument("--llm", default=None, help="backend spec overriding the env's (e.g. sim, llamacpp)")
+    t.add_argument(
+        "--env-kwargs",
+        type=_json_object,
+        default=None,
+        help='more env keyword arguments as JSON, e.g. \'{"rounds": 10}\' or, for RPP-Plus-* ids, '
+        '\'{"scope": "global", "every": 5, "min_trials": 5}\'',
+    )
     t.add_argument("--steps", type=int, default=300_000, help="environment steps (user-rounds) in total")
+    t.add_argument(
+        "--refine-steps",
+        type=int,
+        default=0,
+        help="RPP+ with a global bank: refine during the first N steps, then freeze the bank and keep training",
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--num-envs", type=int, default=None, help="users stepped together (default: 32 RPP, 8 SB3)")
     t.add_argument("--eval-every", type=int, default=0, help="evaluate on the valid users every N steps (0: never)")

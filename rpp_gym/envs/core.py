@@ -40,6 +40,9 @@ __all__ = ["BANK_SCOPES", "INVALID_ACTIONS", "RPPCore", "SlotBank", "StepHook", 
 TOP_ITEMS = 3
 """How many of the LLM's top-ranked items the observation summarises."""
 
+TRIALS_SCALE = float(np.log1p(1000))
+"""RPP+ observation: a slot's trials enter as ``min(log(1 + count) / log(1001), 1)`` (1 from 1000 trials)."""
+
 BANK_SCOPES: tuple[str, ...] = ("episode", "global")
 """``episode``: every episode starts from the template bank (each slot its own copy);
 ``global``: all slots share one bank that persists across episodes."""
@@ -407,7 +410,8 @@ class RPPCore:
         d = self.bundle.user_emb.shape[1]
         self._n_onehot = int(self.nvec.sum())
         self._onehot_offsets = np.concatenate([[0], np.cumsum(self.nvec)[:-1]]).astype(np.int64)
-        self.obs_dim = 2 * d + 6 + self._n_onehot + (self._n_onehot if self.masked else 0)
+        self._n_stats = 2 * int(self.nvec[1:].sum()) if self.masked else 0
+        self.obs_dim = 2 * d + 6 + self._n_onehot + (self._n_stats + self._n_onehot if self.masked else 0)
         self.observation_space = spaces.Box(-1.0, 1.0, shape=(self.obs_dim,), dtype=np.float32)
         self._obs = np.zeros((self.num_slots, self.obs_dim), dtype=np.float32)
 
@@ -501,11 +505,15 @@ class RPPCore:
             self.refresh_masks()
 
     def refresh_masks(self) -> None:
-        """Rewrite the mask bits of every started slot's observation (after banks changed)."""
+        """Rewrite the bank block (slot statistics and mask bits) of every started slot's observation."""
         if self.masked:
-            start = self.obs_dim - self._n_onehot
+            start = self.obs_dim - self._n_stats - self._n_onehot
+            rows: dict[int, npt.NDArray[np.float32]] = {}  # global scope: one bank, one row
             for slot in np.flatnonzero(self.user >= 0).tolist():
-                self._obs[slot, start:] = self._mask_row(slot)
+                key = id(self.banks[slot])
+                if key not in rows:
+                    rows[key] = self._bank_row(slot)
+                self._obs[slot, start:] = rows[key]
 
     def action_masks(self, slots: Sequence[int] | None = None) -> npt.NDArray[np.bool_]:
         """``bool[len(slots), sum(nvec)]``: per slot, which action indices of each pattern are valid.
@@ -519,6 +527,21 @@ class RPPCore:
     def _mask_row(self, slot: int) -> npt.NDArray[np.bool_]:
         bank = self.banks[slot]
         return np.concatenate([np.ones(self.nvec[0], dtype=bool), *(bank.mask(p) for p in SENTENCE_PATTERNS)])
+
+    def _bank_row(self, slot: int) -> npt.NDArray[np.float32]:
+        """The RPP+ block of an observation: slot statistics, then the mask bits (see ``RefineWrapper``)."""
+        bank = self.banks[slot]
+        means = [np.nan_to_num(bank.means(p), nan=0.0) for p in SENTENCE_PATTERNS]
+        trials = [np.minimum(np.log1p(bank.count[p]) / TRIALS_SCALE, 1.0) for p in SENTENCE_PATTERNS]
+        return np.concatenate([*means, *trials, self._mask_row(slot)]).astype(np.float32)
+
+    @property
+    def stats_slice(self) -> slice | None:
+        """Where the slot statistics sit in the observation (None without growing banks)."""
+        if not self.masked:
+            return None
+        end = self.obs_dim - self._n_onehot
+        return slice(end - self._n_stats, end)
 
     @property
     def _sentence_info(self) -> dict[str, list[SentenceInfo | None]]:
@@ -603,7 +626,7 @@ class RPPCore:
         row[d + 2 + n : d + 6 + n] = self.prev_scores[slot]
         row[d + 6 + n : 2 * d + 6 + n] = np.clip(self.top_emb[slot], -1.0, 1.0)
         if self.masked:
-            row[2 * d + 6 + n :] = self._mask_row(slot)
+            row[2 * d + 6 + n :] = self._bank_row(slot)
 
     # ---- the step ----------------------------------------------------------------------------
 
@@ -808,6 +831,7 @@ class RPPCore:
             infos.append(info)
         if commit and self.refiner is not None:
             self.refiner.after_step(self, slots, acts, rewards, infos)
+        if commit and self.masked:  # the running means moved (in global scope, for every slot)
             self.refresh_masks()
         terminated = self.round[slots] >= self.config.rounds
         return StepOutcome(rewards, terminated, infos, (orders, seeds))

@@ -58,7 +58,7 @@ class RPPParallelEnv(ParallelEnv[str, ObsType, int]):
     ## Observation Spaces
 
     ``Box(-1, 1, (D + 4,), float32)`` per agent: the single env's observation (``D`` features,
-    documented in ``RPPEnv``; 92 with the movie bank, 172 for RPP+) followed by a one-hot
+    documented in ``RPPEnv``; 92 with the movie bank, 268 for RPP+) followed by a one-hot
     indicator of the agent in ``AGENTS`` order. With ``padded=True`` it is
     ``Dict({"observation": that Box, "action_mask": Box(0, 1, (max n,), int8)})``, identical for
     all agents (what SuperSuit's ``pettingzoo_env_to_vec_env_v1`` needs).

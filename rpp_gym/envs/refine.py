@@ -15,6 +15,7 @@ here (slots, validation, replacement, scopes, the refine prompt) is this project
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import zlib
@@ -379,6 +380,11 @@ class BankRefiner:
         self.sampling = SamplingParams(temperature=config.temperature, max_tokens=config.max_tokens)
         self.totals: Counter[str] = Counter()
 
+    def freeze(self) -> None:
+        """Ask for no more rewrites (``every=0`` from now on): the bank keeps its sentences, and
+        its running means keep counting. A learner that grew a global bank trains on it next."""
+        self.config = dataclasses.replace(self.config, every=0)
+
     def after_step(
         self,
         core: RPPCore,
@@ -538,10 +544,16 @@ class RefineWrapper(gym.Wrapper[np.ndarray, np.ndarray, np.ndarray, np.ndarray])
 
     ## Observation Space
 
-    The plain env's features followed by the same mask as 0/1 floats:
-    ``Box(-1, 1, (2d + 6 + 2 * sum(nvec),), float32)``, 172 with the defaults; the mask is
-    ``obs[env.unwrapped.core.mask_slice]`` (the last ``sum(nvec)`` entries). The previous-action
-    one-hot is sized by the action space.
+    The plain env's features, then the bank's statistics, then the same mask as 0/1 floats:
+    ``Box(-1, 1, (2d + 6 + 2 * sum(nvec) + 2 * S,), float32)`` with ``S = sum(nvec[1:])`` the
+    sentence slots, 268 with the defaults. ``obs[core.stats_slice]`` holds, for every sentence
+    slot (role, then reasoning, then format), its running mean reward (its ``prior``, the
+    parent's mean, until chosen; 0 when empty), then its trials ``min(log(1 + n) / log(1001),
+    1)``; in episode scope they are this user's own, in global scope every user's. The mask is
+    ``obs[core.mask_slice]`` (the last ``sum(nvec)`` entries). Without the statistics a policy
+    could not tell a good rewrite from a bad one in the slots it has not tried: they are what a
+    learned policy needs to exploit refinement. The previous-action one-hot is sized by the
+    action space.
 
     ## Scope
 

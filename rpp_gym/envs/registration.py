@@ -6,7 +6,7 @@ from typing import Any
 
 import gymnasium as gym
 
-__all__ = ["ENV_SPECS", "PLUS_ENV_SPECS", "register_envs"]
+__all__ = ["ENV_SPECS", "PLUS_ENV_SPECS", "is_plus", "plus_variant", "register_envs"]
 
 ENTRY_POINT = "rpp_gym.envs.rpp_env:RPPEnv"
 VECTOR_ENTRY_POINT = "rpp_gym.envs.vector:RPPVectorEnv"
@@ -63,11 +63,13 @@ PLUS_ENV_SPECS: dict[str, dict[str, Any]] = {
     "RPP-Plus-MovieLens-Sim-v0": {
         "kwargs": {"dataset": "movielens-1m", "llm": "sim"},
         "nondeterministic": False,
+        "base": "RPP-MovieLens-Sim-v0",
         "doc": "RPP+ on MovieLens-1M with the simulated LLM as ranker and refiner (documented rewrite effects).",
     },
     "RPP-Plus-MovieLens-v0": {
         "kwargs": {"dataset": "movielens-1m", "llm": "llamacpp"},
         "nondeterministic": True,
+        "base": "RPP-MovieLens-v0",
         "doc": "RPP+ on MovieLens-1M, embedded llama.cpp SmolLM2-135M-Instruct ranks and rewrites.",
     },
 }
@@ -78,6 +80,26 @@ They take the :class:`~rpp_gym.envs.refine.RefineConfig` fields (``capacity``, `
 masked: the fixed-bank registry checks, which sample unmasked actions, do not apply to them;
 ``tests/test_refine.py`` gives them the same checks with masked sampling.
 """
+
+
+def is_plus(env_id: str) -> bool:
+    """Whether ``env_id`` is an RPP+ id (growing banks, masked actions)."""
+    return env_id in PLUS_ENV_SPECS
+
+
+def plus_variant(env_id: str) -> str:
+    """The RPP+ id over the same data and LLM as ``env_id`` (``env_id`` itself if it is one).
+
+    Raises:
+        ValueError: ``env_id`` has no RPP+ variant.
+    """
+    if is_plus(env_id):
+        return env_id
+    for plus_id, spec in PLUS_ENV_SPECS.items():
+        if spec["base"] == env_id:
+            return plus_id
+    bases = ", ".join(spec["base"] for spec in PLUS_ENV_SPECS.values())
+    raise ValueError(f"{env_id} has no RPP+ variant; RPP+ runs are evaluated on the users of {bases}")
 
 
 def register_envs() -> None:

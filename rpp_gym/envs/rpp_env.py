@@ -57,10 +57,12 @@ class RPPEnv(gym.Env[np.ndarray, np.ndarray]):
     | ``sum(nvec)`` | previous joint action, one-hot per pattern (zeros at reset) |
     | 4 | previous reward, NDCG@1, NDCG@5, and whether the answer parsed (zeros at reset) |
     | ``d`` | mean embedding of the LLM's previous top-3 ranked items (zeros at reset) |
+    | ``2 * S`` | RPP+ only: each sentence slot's running mean reward, then its trials (``core.stats_slice``) |
     | ``sum(nvec)`` | RPP+ only: the validity mask, 1 where an action index holds a sentence (``core.mask_slice``) |
 
-    Without growing banks the observation has no mask bits (92 entries with the movie bank); with
-    them it is ``2d + 6 + 2 * sum(nvec)`` long (172 for capacity 16).
+    Without growing banks the observation has neither block (92 entries with the movie bank);
+    with them it is ``2d + 6 + 2 * sum(nvec) + 2 * S`` long, ``S = sum(nvec[1:])`` (268 for
+    capacity 16; the statistics are documented in ``RefineWrapper``).
 
     ## Rewards
 
