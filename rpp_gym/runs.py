@@ -98,26 +98,37 @@ def load_run_policy(run_dir: str | os.PathLike[str], deterministic: bool = True)
     raise ValueError(f"{run_dir}: unknown algo {algo!r} in config.json; known: {RPP_ALGOS + SB3_ALGOS}")
 
 
+EVAL_OVERRIDES = frozenset({"llm", "cache", "rounds", "max_tokens", "temperature"})
+"""Env settings a comparison sets for every method alike; a run's other settings travel with it."""
+
+
 def run_eval_env(run_dir: str | os.PathLike[str], env_id: str) -> tuple[str, dict[str, Any]]:
     """Where a run is evaluated when asked for ``env_id``: ``(env id, extra env kwargs)``.
 
-    A run trained on fixed banks is evaluated on ``env_id`` as it is. An RPP+ run (trained on an
-    ``RPP-Plus-*`` id) acts in slots of growing banks, so it is evaluated on the RPP+ variant of
-    ``env_id`` (same data, users, candidates and ranking LLM) with its training refinement
-    settings; a global-scope run on its saved ``bank.json``, frozen (``every=0``).
+    The extra kwargs are the run's own training settings (``--env-kwargs``) except those in
+    :data:`EVAL_OVERRIDES`, which the evaluation decides. A run trained on fixed banks is
+    evaluated on ``env_id``. An RPP+ run (trained on an ``RPP-Plus-*`` id) acts in slots of
+    growing banks, so it is evaluated on the RPP+ variant of ``env_id`` (same data, users,
+    candidates and ranking LLM); a global-scope run on its saved ``bank.json``, frozen
+    (``every=0, update_stats=False``).
+
+    Raises:
+        FileNotFoundError: A global-scope RPP+ run without its ``bank.json``.
     """
-    from rpp_gym.envs.refine import REFINE_KEYS
     from rpp_gym.envs.registration import is_plus, plus_variant
 
     config = load_run_config(run_dir)
+    extra = {k: v for k, v in config.get("env_kwargs", {}).items() if k not in EVAL_OVERRIDES}
     if not is_plus(config["env_id"]):
-        return env_id, {}
-    extra = {k: v for k, v in config.get("env_kwargs", {}).items() if k in REFINE_KEYS}
-    if config.get("bank_file"):
-        bank = Path(run_dir) / config["bank_file"]
+        return env_id, extra
+    if extra.get("scope") == "global":
+        bank = Path(run_dir) / config.get("bank_file", "bank.json")
         if not bank.is_file():
-            raise FileNotFoundError(f"{run_dir} was trained on a global RPP+ bank but {bank} is missing; retrain it")
-        extra.update(bank_file=str(bank), every=0)
+            raise FileNotFoundError(
+                f"{run_dir} was trained on a global RPP+ bank but {bank} is missing; its slot indices mean "
+                "nothing without it: retrain it"
+            )
+        extra.update(bank_file=str(bank), every=0, update_stats=False)
     return plus_variant(env_id), extra
 
 

@@ -32,6 +32,7 @@ def test_help_lists_every_command() -> None:
         (("evaluate", "random", "--llm", "gpt5"), "invalid LLM backend spec 'gpt5'"),
         (("data", "info", "movielens-2m"), "unknown dataset 'movielens-2m'"),
         (("train", "--algo", "ppo", "--out", "/proc/forbidden/run"), "cannot write to /proc/forbidden/run"),
+        (("train", "--env", "RPP-Plus-MovieLens-Sim-v0", "--refine-steps", "100"), "freezes a global RPP+ bank"),
     ],
 )
 def test_user_errors_are_one_line_with_the_fix(args: tuple[str, ...], needle: str) -> None:
@@ -60,7 +61,10 @@ def test_train_resume_evaluate_and_compare_table_matches_json(tmp_path: Path) ->
     rows = list(csv.DictReader((run / "progress.csv").open()))
     assert rows and int(rows[-1]["steps"]) == 240
 
-    # a second, longer call resumes from the checkpoint instead of starting over
+    # a second, longer call resumes from the checkpoint instead of starting over (also a run
+    # directory written before --refine-steps existed)
+    config.pop("refine_steps")
+    (run / "config.json").write_text(json.dumps(config))
     res = rpp("train", "--algo", "ppo", "--steps", "480", "--num-envs", "4", "--out", str(run), "--quiet")
     assert res.returncode == 0 and "resuming" in res.stdout and "from 240 steps" in res.stdout
     assert json.loads((run / "config.json").read_text())["trained_steps"] == 480

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -307,10 +308,14 @@ def test_agent_trains_on_rpp_plus_episode_scope(algo: str) -> None:
 def test_global_bank_is_saved_with_the_agent_and_used_to_evaluate_and_resume(tmp_path) -> None:
     from rpp_gym.envs.refine import load_slot_bank
 
+    def ids(bank) -> dict:  # type: ignore[no-untyped-def]
+        return {p: [s and s.id for s in bank.sentences[p]] for p in bank.sentences}
+
     path = tmp_path / "agent.pt"
     env_kwargs = {"rounds": 5, "scope": "global", "every": 1, "min_trials": 1}
+    # 4 updates of 40 transitions; the bank grows during the first 2, then stays
     args = Args(algo="mappo", seed=2, env_id=PLUS_ID, num_envs=8, total_timesteps=8 * 5 * 4, hidden=16,
-                env_kwargs=env_kwargs, save_path=str(path))
+                env_kwargs=env_kwargs, save_path=str(path), refine_steps=80)
 
     def stop_after_two(event: dict) -> None:
         if event["update"] == 2:
@@ -323,16 +328,29 @@ def test_global_bank_is_saved_with_the_agent_and_used_to_evaluate_and_resume(tmp
     assert any(grown.mask(p).sum() > grown.original[p].sum() for p in ("role", "reasoning", "format")), (
         "the global bank should have grown"
     )
-    result = train(args, resume_from=path)
+    seen_banks: list[dict] = []
+
+    def watch(event: dict) -> None:
+        seen_banks.append(ids(event["env"].unwrapped.core.bank_of(0)))
+
+    result = train(args, resume_from=path, callback=watch)
     assert result.bank_path == bank_file and result.curve_steps == [120, 160]
-    assert result.eval_env_kwargs == {**env_kwargs, "bank_file": str(bank_file), "every": 0}
+    assert seen_banks[0] == ids(grown), "the resumed run acts in the bank saved with its checkpoint"
+    assert result.eval_env_kwargs == {**env_kwargs, "bank_file": str(bank_file), "every": 0, "update_stats": False}
     agent, _ = load_agent(path)
-    assert agent.mask_start == result.agent.mask_start
-    # evaluated on the frozen bank: the greedy prompts are reproducible and use refined slots it holds
-    a = evaluate(load_policy(path), PLUS_ID, split="valid", n_users=16, env_kwargs=result.eval_env_kwargs)
-    b = evaluate(load_policy(path), PLUS_ID, split="valid", n_users=16, env_kwargs=result.eval_env_kwargs)
-    np.testing.assert_array_equal(a.actions, b.actions)
-    assert load_slot_bank(bank_file).to_dict() == load_slot_bank(result.bank_path).to_dict()
+    assert agent.mask_start == result.agent.mask_start and agent.stats_start == result.agent.stats_start
+    # evaluated on the frozen bank: neither its sentences nor its statistics move, so no test user's
+    # observation depends on another's rewards
+    vec = gym.make_vec(PLUS_ID, num_envs=8, split="valid", **result.eval_env_kwargs)
+    core = vec.unwrapped.core
+    obs, _ = vec.reset(seed=0)
+    stats = obs[:, core.stats_slice].copy()
+    policy = load_policy(path)
+    for _ in range(5):
+        obs, *_ = vec.step(policy.act(obs))
+        np.testing.assert_array_equal(obs[:, core.stats_slice], stats)
+    assert ids(core.bank_of(0)) == ids(load_slot_bank(bank_file)) and stats.any()
+    vec.close()
 
 
 def test_slot_value_gain_prefers_the_slots_that_earned_most_wherever_they_are() -> None:

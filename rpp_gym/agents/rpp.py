@@ -65,6 +65,7 @@ import argparse
 import dataclasses
 import itertools
 import json
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -583,7 +584,7 @@ class TrainResult:
     @property
     def eval_env_kwargs(self) -> dict[str, Any]:
         """Env keyword arguments to evaluate the agent with: the training ones, plus, for a global
-        RPP+ bank, that bank frozen (``bank_file=bank_path, every=0``)."""
+        RPP+ bank, that bank frozen (``bank_file=bank_path, every=0, update_stats=False``)."""
         return eval_env_kwargs(self.args.env_kwargs, self.bank_path)
 
     def policy(self, deterministic: bool = True, seed: int = 0) -> RPPPolicy:
@@ -592,10 +593,11 @@ class TrainResult:
 
 
 def eval_env_kwargs(env_kwargs: Mapping[str, Any], bank_path: str | Path | None) -> dict[str, Any]:
-    """``env_kwargs`` with a saved global RPP+ bank frozen in (unchanged when ``bank_path`` is None)."""
+    """``env_kwargs`` with a saved global RPP+ bank frozen in (unchanged when ``bank_path`` is None):
+    no rewrites and no statistics updates, so every user sees the trained bank as it was saved."""
     if bank_path is None:
         return dict(env_kwargs)
-    return {**env_kwargs, "bank_file": str(bank_path), "every": 0}
+    return {**env_kwargs, "bank_file": str(bank_path), "every": 0, "update_stats": False}
 
 
 def train(
@@ -664,12 +666,14 @@ def _train(
     seen = 0
     if resume_from is not None:
         loaded, meta = load_agent(resume_from)
-        if (loaded.obs_dim, loaded.nvec, loaded.mask_start, loaded.stats_start) != (
-            obs_dim, nvec, mask_start, stats_start
-        ):
+        want = (obs_dim, nvec, mask_start, stats_start)
+        if (loaded.obs_dim, loaded.nvec, loaded.mask_start, loaded.stats_start) != want:
             raise ValueError(
-                f"{resume_from}: checkpoint is for obs_dim={loaded.obs_dim}, nvec={loaded.nvec} but the env has "
-                f"obs_dim={obs_dim}, nvec={nvec}; resume with the env it was trained on ({meta['env_id']})"
+                f"{resume_from}: checkpoint is for obs_dim={loaded.obs_dim}, nvec={loaded.nvec}, "
+                f"mask_start={loaded.mask_start}, stats_start={loaded.stats_start} but this run has "
+                f"obs_dim={obs_dim}, nvec={nvec}, mask_start={mask_start}, stats_start={stats_start}; resume with "
+                f"the env it was trained on ({meta['env_id']}) and the same slot_value "
+                f"({meta['args'].get('slot_value', True)})"
             )
         if bank_path is not None:
             if not bank_path.is_file():
@@ -717,12 +721,14 @@ def _train(
 
     def periodic_eval(update: int, seen: int) -> None:
         if args.eval_every and (update % args.eval_every == 0 or update == num_updates):
-            if bank_path is not None:
-                save_bank(envs, bank_path)
-            res = evaluate(
-                RPPPolicy(agent, True, name=args.exp_name), args.env_id, split=args.eval_split,
-                n_users=args.eval_users, seed=args.eval_seed, env_kwargs=result.eval_env_kwargs,
-            )
+            with tempfile.TemporaryDirectory(prefix="rpp-gym-eval-") as tmp:
+                # a snapshot of the live bank; bank_path stays the checkpoint's bank
+                snapshot = save_bank(envs, Path(tmp) / "bank.json") if bank_path is not None else None
+                res = evaluate(
+                    RPPPolicy(agent, True, name=args.exp_name), args.env_id, split=args.eval_split,
+                    n_users=args.eval_users, seed=args.eval_seed,
+                    env_kwargs=eval_env_kwargs(args.env_kwargs, snapshot),
+                )
             agent.train()
             result.eval_curve.append((seen, float(res.per_user().mean())))
             if args.verbose:
@@ -835,8 +841,6 @@ def _bank_path(args: Args) -> Path:
         return Path(args.bank_path).expanduser()
     if args.save_path:
         return Path(args.save_path).expanduser().with_name("bank.json")
-    import tempfile
-
     return Path(tempfile.mkdtemp(prefix="rpp-gym-bank-")) / "bank.json"
 
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 
@@ -26,7 +27,9 @@ def _train(args: argparse.Namespace, name: str, extra: list[str]) -> int:
     from rpp_gym.cli import build_parser
 
     run_dir = Path(args.out) / name
-    if (run_dir / "config.json").exists() and (run_dir / "agent.pt").exists() and not args.retrain:
+    if args.retrain and (run_dir / "config.json").exists():
+        shutil.rmtree(run_dir)  # the demo's own run: a retrain starts over (train alone would resume it)
+    elif (run_dir / "config.json").exists() and (run_dir / "agent.pt").exists():
         print(f"      {run_dir} already trained; reusing it (pass --retrain to train again)")
         return 0
     argv = ["train", "--algo", args.algo, "--steps", str(args.steps), "--seed", str(args.seed), "--num-envs", "32",
@@ -97,7 +100,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--quick", action="store_true", help="short BPR/SASRec training")
     d.add_argument("--plus", action=argparse.BooleanOptionalAction, default=True, help="also train and compare RPP+")
-    d.add_argument("--retrain", action="store_true", help="train again even if the runs exist in --out")
+    d.add_argument("--retrain", action="store_true", help="delete the demo's runs in --out and train them again")
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)

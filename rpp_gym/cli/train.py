@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
+import shlex
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rpp_gym.envs.registration import is_plus
 from rpp_gym.runs import (
     RPP_ALGOS,
     RUN_FORMAT,
@@ -86,6 +90,22 @@ class Progress:
 def _config(args: argparse.Namespace, out: Path, env_kwargs: dict[str, Any]) -> dict[str, Any]:
     import rpp_gym
 
+    command = [
+        f"--{k} {v}"
+        for k, v in (
+            ("env", args.env),
+            ("algo", args.algo),
+            ("llm", args.llm),
+            ("steps", args.steps),
+            ("seed", args.seed),
+            ("num-envs", args.num_envs),
+            ("refine-steps", args.refine_steps or None),
+            ("out", out),
+        )
+        if v is not None
+    ]
+    if args.env_kwargs:
+        command.insert(-1, f"--env-kwargs {shlex.quote(json.dumps(args.env_kwargs))}")
     return {
         "format": RUN_FORMAT,
         "rpp_gym": rpp_gym.__version__,
@@ -100,20 +120,7 @@ def _config(args: argparse.Namespace, out: Path, env_kwargs: dict[str, Any]) -> 
         "eval_users": args.eval_users,
         "env_kwargs": env_kwargs,
         "refine_steps": args.refine_steps,
-        "command": "rpp-gym train "
-        + " ".join(
-            f"--{k.replace('_', '-')} {v}"
-            for k, v in (
-                ("env", args.env),
-                ("algo", args.algo),
-                ("llm", args.llm),
-                ("steps", args.steps),
-                ("seed", args.seed),
-                ("num-envs", args.num_envs),
-                ("out", out),
-            )
-            if v is not None
-        ),
+        "command": "rpp-gym train " + " ".join(command),
     }
 
 
@@ -123,6 +130,7 @@ def _prepare_out(args: argparse.Namespace, env_kwargs: dict[str, Any]) -> tuple[
     config = _config(args, out, env_kwargs)
     if (out / "config.json").exists():
         old = load_run_config(out)
+        old.setdefault("refine_steps", 0)  # runs written before the option existed
         for key in ("env_id", "algo", "llm", "seed", "num_envs", "env_kwargs", "refine_steps"):
             if old.get(key) != config.get(key):
                 raise ValueError(
@@ -144,27 +152,36 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     gym.spec(args.env)  # an unknown id fails here with Gymnasium's own message
     env_kwargs = {**(args.env_kwargs or {}), **({"llm": args.llm} if args.llm else {})}
+    if args.refine_steps and not (is_plus(args.env) and env_kwargs.get("scope") == "global"):
+        raise ValueError(
+            f"--refine-steps {args.refine_steps} grows and then freezes a global RPP+ bank; train on an "
+            "RPP-Plus-* id with --env-kwargs '{\"scope\": \"global\"}', or drop --refine-steps"
+        )
     if args.num_envs is None:
         args.num_envs = 32 if args.algo in RPP_ALGOS else 8
-    out, config, resumed = _prepare_out(args, env_kwargs)
+    out, _, resumed = _prepare_out(args, env_kwargs)
     try:
         if args.algo in RPP_ALGOS:
             steps = _train_rpp(args, out, env_kwargs, resumed)
         else:
             steps = _train_sb3(args, out, env_kwargs, resumed)
     except KeyboardInterrupt:
-        config["status"] = "interrupted"
-        write_json_atomic(out / "config.json", config)
+        _finish(out, "interrupted")
         print(f"\ninterrupted: checkpoint saved in {out}; run the same command again to resume")
         return 130
+    _finish(out, "done", steps)
+    print(f"trained {steps:,} steps; run saved in {out} (evaluate it: rpp-gym evaluate {out} --split test)")
+    return 0
+
+
+def _finish(out: Path, status: str, steps: int | None = None) -> None:
     config = load_run_config(out)  # the trainers may have added facts (nvec, mask_start)
-    config["status"] = "done"
-    config["trained_steps"] = steps
+    config["status"] = status
+    if steps is not None:
+        config["trained_steps"] = steps
     if (out / "bank.json").is_file():
         config["bank_file"] = "bank.json"  # RPP+ global scope: the grown bank the policy acts in
     write_json_atomic(out / "config.json", config)
-    print(f"trained {steps:,} steps; run saved in {out} (evaluate it: rpp-gym evaluate {out} --split test)")
-    return 0
 
 
 def _eval_valid(
@@ -176,10 +193,11 @@ def _eval_valid(
     from rpp_gym.evaluation import evaluate
 
     core = getattr(getattr(live_env, "unwrapped", None), "core", None)
-    if core is not None and core.masked and core.scope == "global" and out is not None:
-        env_kwargs = eval_env_kwargs(env_kwargs, save_bank(live_env, out / "bank.json"))
-
-    res = evaluate(policy, args.env, split="valid", n_users=args.eval_users, seed=0, env_kwargs=env_kwargs)
+    with tempfile.TemporaryDirectory(prefix="rpp-gym-eval-") as tmp:
+        if core is not None and core.masked and core.scope == "global":
+            # a snapshot of the live bank: OUT/bank.json stays the one saved with the checkpoint
+            env_kwargs = eval_env_kwargs(env_kwargs, save_bank(live_env, Path(tmp) / "bank.json"))
+        res = evaluate(policy, args.env, split="valid", n_users=args.eval_users, seed=0, env_kwargs=env_kwargs)
     return float(res.per_user().mean())
 
 
@@ -236,17 +254,17 @@ def _train_sb3(args: argparse.Namespace, out: Path, env_kwargs: dict[str, Any], 
         nvec = vec.envs[0].joint_nvec.tolist() if hasattr(vec, "envs") else None
         nvec = nvec or np.asarray(gym.make(args.env, **env_kwargs).action_space.nvec).tolist()
     else:
-        if resumed and (out / "bank.json").is_file():  # RPP+ global bank: the model's slots refer to it
+        if resumed and env_kwargs.get("scope") == "global" and is_plus(args.env):
+            if not (out / "bank.json").is_file():  # the model's slot indices refer to that bank
+                raise FileNotFoundError(
+                    f"{out} was trained on a global RPP+ bank but {out / 'bank.json'} is missing; its slot "
+                    "indices mean nothing without it: retrain in a new --out"
+                )
             env_kwargs = {**env_kwargs, "bank_file": str(out / "bank.json")}
         vec = make_sb3_vec_env(args.env, n_envs=args.num_envs, seed=args.seed, **env_kwargs)
     config = load_run_config(out)
     core = vec.unwrapped.core if hasattr(vec.unwrapped, "core") else None
     global_bank = core is not None and core.masked and core.scope == "global"
-    if args.refine_steps and not global_bank:
-        raise ValueError(
-            f"--refine-steps {args.refine_steps} freezes a global RPP+ bank; train on an RPP-Plus-* id with "
-            '--env-kwargs \'{"scope": "global"}\', or drop --refine-steps'
-        )
     if nvec is not None or (core is not None and core.masked):
         if nvec is not None:
             config["nvec"] = nvec
@@ -317,8 +335,6 @@ def _train_sb3(args: argparse.Namespace, out: Path, env_kwargs: dict[str, Any], 
 
 
 def _json_object(text: str) -> dict[str, Any]:
-    import json
-
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:

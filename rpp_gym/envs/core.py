@@ -354,6 +354,7 @@ class RPPCore:
         masked: Whether :meth:`set_capacity` configured growing banks (masks in the observation).
         scope: ``"episode"`` or ``"global"`` (see :data:`BANK_SCOPES`).
         invalid_action: What an empty slot does when chosen (see :data:`INVALID_ACTIONS`).
+        update_stats: Whether steps add their rewards to the chosen slots' running means.
         refiner: The step hook called after every committed step (RPP+), or None.
     """
 
@@ -384,6 +385,7 @@ class RPPCore:
         self.masked = False
         self.scope = "global"
         self.invalid_action = "raise"
+        self.update_stats = True
         self.refiner: StepHook | None = None
         self.owns_refiner = False
         b = num_slots
@@ -427,8 +429,9 @@ class RPPCore:
 
         The action space becomes ``MultiDiscrete([n_history, cap_role, cap_reasoning,
         cap_format])``, :meth:`action_masks` says which indices hold a sentence, and the
-        observation gains the mask bits (:attr:`mask_slice`). Call it before the first reset,
-        then re-read the spaces (``env.refresh_spaces()``).
+        observation gains the slot statistics and the mask bits (:attr:`stats_slice`,
+        :attr:`mask_slice`). Call it before the first reset, then re-read the spaces
+        (``env.refresh_spaces()``).
 
         Args:
             capacity: Slots per sentence pattern: one number for all of them (patterns with a
@@ -497,8 +500,8 @@ class RPPCore:
     ) -> None:
         """Place a new sentence in ``slot``'s bank.
 
-        ``refresh`` rewrites the mask bits of every slot's observation; the refiner passes False
-        and :meth:`refresh_masks` once after placing a whole batch.
+        ``refresh`` rewrites the bank block (statistics, mask bits) of every slot's observation;
+        the refiner passes False and :meth:`refresh_masks` once after placing a whole batch.
         """
         self.banks[slot].put(pattern, index, sentence, prior)
         if refresh:
@@ -792,7 +795,7 @@ class RPPCore:
             self.top_emb[slot] = self.bundle.item_vecs[top].mean(axis=0) if top else 0.0
             bank = self.banks[slot]
             picked = [bank.sentence(p, int(acts[i, j])) for j, p in enumerate(SENTENCE_PATTERNS, 1)]
-            if self.masked:
+            if self.masked and self.update_stats:
                 for j, p in enumerate(SENTENCE_PATTERNS, 1):
                     bank.record(p, int(acts[i, j]), reward)
             self._write_obs(slot)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import tempfile
 import zlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -121,6 +123,11 @@ class RefineConfig:
     rewrites for a full pattern are discarded (``no_free_slot``)."""
     bank_file: str | None = None
     """Start from a bank saved with ``RefineWrapper.save_bank`` instead of the original bank."""
+    update_stats: bool = True
+    """Record every step's reward in the chosen slots' running means (shown in the observation).
+    False keeps the bank's statistics as loaded too: with ``every=0`` and a global ``bank_file``,
+    each user then sees exactly the trained bank, whatever the other users did (how a trained
+    global bank is evaluated)."""
     temperature: float = 0.0
     """Refiner sampling temperature (0: greedy)."""
     max_tokens: int = 96
@@ -335,7 +342,14 @@ def save_bank(env: Any, path: str | Path) -> Path:
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(core.bank_of(0).to_dict(), indent=1, ensure_ascii=False) + "\n"
-    path.write_text(text, encoding="utf-8")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:  # a crash leaves the previous file or the new one, never half of one
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -492,6 +506,7 @@ def attach_refiner(core: RPPCore, config: RefineConfig) -> BankRefiner:
             )
     core.set_capacity(config.capacity, config.scope, template)
     core.invalid_action = config.invalid_action
+    core.update_stats = config.update_stats
     if config.refiner is None:
         refiner = BankRefiner(config, core.backend)
     else:
