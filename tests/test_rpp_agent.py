@@ -387,9 +387,12 @@ def test_refine_steps_grows_the_global_bank_then_freezes_it(tmp_path) -> None:
     versions: list[int] = []
     live: list[dict] = []
 
+    trials: list[int] = []
+
     def watch(event: dict) -> None:
         bank = event["env"].unwrapped.core.bank_of(0)
         versions.append(bank.version)
+        trials.append(sum(int(c.sum()) for c in bank.count.values()))
         live[:] = [{p: [s and s.id for s in bank.sentences[p]] for p in bank.sentences}]
 
     args = Args(algo="mappo", seed=2, env_id=PLUS_ID, num_envs=8, total_timesteps=8 * 5 * 5, hidden=16,
@@ -397,6 +400,7 @@ def test_refine_steps_grows_the_global_bank_then_freezes_it(tmp_path) -> None:
     result = train(args, callback=watch)
     assert versions[0] < versions[1], "the bank grows while refining"
     assert versions[1] == versions[-1], "and stays as it is after refine_steps"
+    assert trials[0] < trials[1] == trials[-1], "statistics too: training then sees the env it is evaluated in"
     saved = load_slot_bank(result.bank_path)  # the grown bank, as the agent last saw it
     assert {p: [s and s.id for s in saved.sentences[p]] for p in saved.sentences} == live[0]
     assert any(saved.mask(p).sum() > saved.original[p].sum() for p in saved.sentences)

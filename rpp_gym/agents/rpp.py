@@ -80,7 +80,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import rpp_gym  # noqa: F401  (registers the env ids)
-from rpp_gym.envs.refine import save_bank
+from rpp_gym.envs.refine import freeze_bank, save_bank
 
 __all__ = [
     "Agent",
@@ -736,8 +736,8 @@ def _train(
                 print(f"update {update}/{num_updates}  seen {seen}  eval {args.eval_split} {score:.4f}")
 
     def maybe_freeze() -> None:
-        if args.refine_steps and seen >= args.refine_steps and core.refiner.config.every:
-            core.refiner.freeze()
+        if args.refine_steps and seen >= args.refine_steps:
+            freeze_bank(envs)
 
     maybe_freeze()
     obs_np, _ = envs.reset(seed=args.seed + seen)

@@ -240,7 +240,7 @@ def _train_sb3(args: argparse.Namespace, out: Path, env_kwargs: dict[str, Any], 
     from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
     from rpp_gym.agents.sb3 import FlattenJointAction, SB3Policy, make_sb3_vec_env
-    from rpp_gym.envs.refine import save_bank
+    from rpp_gym.envs.refine import freeze_bank, save_bank
 
     cls = sb3_class(args.algo)
     nvec = None
@@ -292,8 +292,8 @@ def _train_sb3(args: argparse.Namespace, out: Path, env_kwargs: dict[str, Any], 
             self.next_save = model.num_timesteps + args.save_every
 
         def _on_step(self) -> bool:
-            if args.refine_steps and self.num_timesteps >= args.refine_steps and core.refiner.config.every:
-                core.refiner.freeze()  # grown enough: from now on learn on a fixed bank
+            if args.refine_steps and self.num_timesteps >= args.refine_steps:
+                freeze_bank(vec)  # grown enough: from now on learn on a fixed bank
             self.rewards.extend(np.asarray(self.locals["rewards"]).tolist())
             for info in self.locals.get("infos", []):
                 m = info.get("metrics")

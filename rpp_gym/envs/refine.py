@@ -353,6 +353,20 @@ def save_bank(env: Any, path: str | Path) -> Path:
     return path
 
 
+def freeze_bank(env: Any) -> None:
+    """Stop an RPP+ env's bank from changing: no more rewrites and no more statistics updates.
+
+    What a learner that grew a global bank does before it trains on it (``Args.refine_steps``):
+    from then on the env is the one the bank will be evaluated in (``bank_file=..., every=0,
+    update_stats=False``), observations included. Idempotent.
+    """
+    core = getattr(env, "core", None) or env.unwrapped.core
+    if not core.masked or core.refiner is None:
+        raise ValueError("this env has fixed banks (no RPP+ refinement); there is no bank to freeze")
+    core.refiner.freeze()
+    core.update_stats = False
+
+
 def load_slot_bank(path: str | Path) -> SlotBank:
     """Read a bank written by :func:`save_bank` (or :meth:`RefineWrapper.save_bank`)."""
     path = Path(path).expanduser()
@@ -395,9 +409,8 @@ class BankRefiner:
         self.totals: Counter[str] = Counter()
 
     def freeze(self) -> None:
-        """Ask for no more rewrites (``every=0`` from now on): the bank keeps its sentences, and
-        its running means keep counting. A learner that grew a global bank trains on it next."""
-        self.config = dataclasses.replace(self.config, every=0)
+        """Ask for no more rewrites (``every=0`` from now on). See :func:`freeze_bank`."""
+        self.config = dataclasses.replace(self.config, every=0, update_stats=False)
 
     def after_step(
         self,
