@@ -7,15 +7,16 @@ methods evaluated with the same seed see identical candidate lists.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from rpp_gym.agents.baselines import Policy
 
-__all__ = ["EvalResult", "evaluate"]
+__all__ = ["EvalResult", "UserBatch", "evaluate", "split_users", "user_batches"]
 
 METRIC_KEYS = ("ndcg@1", "ndcg@5", "ndcg@10", "hit@1", "hit@5", "hit@10", "mrr")
 
@@ -57,6 +58,49 @@ class EvalResult:
         return out
 
 
+def split_users(
+    env_id: str, split: str, n_users: int | None, env_kwargs: dict[str, Any]
+) -> tuple[list[str], Any]:
+    """The first ``n_users`` users of ``split`` (all when None), in pool order, and the env's data bundle."""
+    import gymnasium as gym
+
+    env = gym.make_vec(env_id, num_envs=1, **env_kwargs)
+    try:
+        bundle = env.unwrapped.core.bundle  # type: ignore[attr-defined]
+    finally:
+        env.close()
+    if split not in bundle.pools:
+        raise KeyError(f"unknown split {split!r}; choose one of {list(bundle.pools)}")
+    pool = bundle.pools[split]
+    return [bundle.dataset.user_ids[i] for i in pool][: n_users or len(pool)], bundle
+
+
+class UserBatch(NamedTuple):
+    """One vector-env batch of an evaluation: rows ``lo .. lo + real`` of the results."""
+
+    lo: int
+    real: int
+    user_ids: list[str]
+    """``width`` users: the ``real`` ones, then repeats of the last (results dropped)."""
+    seed: int
+    """The batch's reset seed."""
+
+
+def user_batches(users: list[str], width: int, seed: int) -> Iterator[UserBatch]:
+    """The batching rule every evaluation shares, so all of them see the same candidates.
+
+    Users go ``width`` at a time in order; a short last batch is padded with repeats of its
+    last user; the batch starting at user ``lo`` is reset with ``seed + lo``.
+
+    >>> [tuple(b) for b in user_batches(["a", "b", "c"], 2, 10)]
+    [(0, 2, ['a', 'b'], 10), (2, 1, ['c', 'c'], 12)]
+    """
+    for lo in range(0, len(users), width):
+        chunk = list(users[lo : lo + width])
+        real = len(chunk)
+        yield UserBatch(lo, real, chunk + [chunk[-1]] * (width - real), seed + lo)
+
+
 def evaluate(
     policy: Policy,
     env_id: str = "RPP-MovieLens-Sim-v0",
@@ -79,25 +123,18 @@ def evaluate(
     import gymnasium as gym
 
     env_kwargs = dict(env_kwargs or {})
-    env = gym.make_vec(env_id, num_envs=1, **env_kwargs)
-    bundle = env.unwrapped.core.bundle
-    rounds = env.unwrapped.config.rounds
-    env.close()
-    pool = bundle.pools[split]
-    users = [bundle.dataset.user_ids[i] for i in pool][: n_users or len(pool)]
+    users, _ = split_users(env_id, split, n_users, env_kwargs)
     width = min(batch_size, len(users))
     env = gym.make_vec(env_id, num_envs=width, **env_kwargs)
+    rounds = env.unwrapped.config.rounds  # type: ignore[attr-defined]
     metrics = {k: np.zeros((len(users), rounds)) for k in METRIC_KEYS}
     parse_ok = np.zeros((len(users), rounds), dtype=bool)
     actions_log = np.zeros((len(users), rounds, 4), dtype=np.int64)
     tokens = 0
     start = time.perf_counter()
     try:
-        for lo in range(0, len(users), width):
-            chunk = list(users[lo : lo + width])
-            real = len(chunk)
-            chunk += [chunk[-1]] * (width - real)
-            obs, _ = env.reset(seed=seed + lo, options={"split": split, "user_id": chunk})
+        for lo, real, chunk, batch_seed in user_batches(users, width, seed):
+            obs, _ = env.reset(seed=batch_seed, options={"split": split, "user_id": chunk})
             if hasattr(policy, "begin"):
                 policy.begin(chunk)  # policies that act per user learn whose episodes these are
             for t in range(rounds):

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rpp_gym.data.bundle import DataBundle
-from rpp_gym.evaluation import METRIC_KEYS, EvalResult
+from rpp_gym.evaluation import METRIC_KEYS, EvalResult, split_users, user_batches
 from rpp_gym.metrics import batch_metrics
 
 __all__ = [
@@ -66,16 +66,8 @@ def _extract(
     if n_users is not None and n_users < 1:
         raise ValueError(f"n_users={n_users} must be at least 1 (or None for the whole pool)")
     env_kwargs = dict(env_kwargs or {})
-    # Mirrors rpp_gym.evaluation.evaluate line for line: the same pool slice, the same width,
-    # the same padding of a short last batch and the same reset seeds give the same lists.
-    env = gym.make_vec(env_id, num_envs=1, **env_kwargs)
-    probe: Any = env.unwrapped  # an RPPVectorEnv
-    bundle: DataBundle = probe.core.bundle
-    env.close()
-    if split not in bundle.pools:
-        raise KeyError(f"unknown split {split!r}; choose one of {list(bundle.pools)}")
-    pool = bundle.pools[split]
-    users = [bundle.dataset.user_ids[i] for i in pool][: n_users or len(pool)]
+    # evaluate()'s users, width and batches (rpp_gym.evaluation.user_batches): the same lists
+    users, bundle = split_users(env_id, split, n_users, env_kwargs)
     width = min(batch_size, len(users))
     env = gym.make_vec(env_id, num_envs=width, **env_kwargs)
     vec: Any = env.unwrapped
@@ -83,11 +75,8 @@ def _extract(
     out_users = np.zeros(len(users), dtype=np.int64)
     out_cands = np.zeros((len(users), core.config.n_candidates), dtype=np.int32)
     try:
-        for lo in range(0, len(users), width):
-            chunk = list(users[lo : lo + width])
-            real = len(chunk)
-            chunk += [chunk[-1]] * (width - real)
-            env.reset(seed=seed + lo, options={"split": split, "user_id": chunk})
+        for lo, real, chunk, batch_seed in user_batches(users, width, seed):
+            env.reset(seed=batch_seed, options={"split": split, "user_id": chunk})
             out_users[lo : lo + real] = core.user[:real]
             out_cands[lo : lo + real] = core.candidates[:real]
     finally:

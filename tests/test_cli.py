@@ -168,10 +168,10 @@ def test_demo_trains_rpp_and_rpp_plus_and_compares_them(tmp_path: Path, monkeypa
     assert seen["groups"][1][4][-2:] == [str(out / "rpp"), str(out / "rpp-plus")]  # the real-LLM column too
 
 
-def test_report_doctests() -> None:
+@pytest.mark.parametrize("module", ["rpp_gym.cli.report", "rpp_gym.evaluation"])
+def test_doctests(module: str) -> None:
     import doctest
+    import importlib
 
-    import rpp_gym.cli.report
-
-    result = doctest.testmod(rpp_gym.cli.report, optionflags=doctest.NORMALIZE_WHITESPACE)
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0

@@ -36,6 +36,7 @@ import numpy.typing as npt
 
 import rpp_gym  # noqa: F401  (registers the env ids, also in worker processes)
 from rpp_gym.envs.core import RPPCore
+from rpp_gym.evaluation import split_users, user_batches
 
 __all__ = [
     "EpisodeDraws",
@@ -92,14 +93,6 @@ def _core(env: gym.vector.VectorEnv) -> RPPCore:
     return core
 
 
-def _pool_users(env_id: str, split: str, n_users: int | None, env_kwargs: dict[str, Any]) -> list[str]:
-    env = gym.make_vec(env_id, num_envs=1, **env_kwargs)
-    bundle = _core(env).bundle
-    env.close()
-    pool = bundle.pools[split]
-    return [bundle.dataset.user_ids[i] for i in pool][: n_users or len(pool)]
-
-
 def episode_draws(
     env_id: str = "RPP-MovieLens-Sim-v0",
     *,
@@ -115,7 +108,7 @@ def episode_draws(
     batches of ``batch_size`` users, batch ``i`` reset with ``seed + i * batch_size``).
     """
     env_kwargs = dict(env_kwargs or {})
-    users = _pool_users(env_id, split, n_users, env_kwargs)
+    users, _ = split_users(env_id, split, n_users, env_kwargs)
     width = min(batch_size, len(users))
     env = gym.make_vec(env_id, num_envs=width, **env_kwargs)
     core = _core(env)
@@ -126,11 +119,8 @@ def episode_draws(
     seeds = np.zeros((len(users), rounds), dtype=np.int64)
     placeholder = np.zeros((width, 4), dtype=np.int64)
     try:
-        for lo in range(0, len(users), width):
-            chunk = list(users[lo : lo + width])
-            real = len(chunk)
-            chunk += [chunk[-1]] * (width - real)
-            env.reset(seed=seed + lo, options={"split": split, "user_id": chunk})
+        for lo, real, chunk, batch_seed in user_batches(users, width, seed):
+            env.reset(seed=batch_seed, options={"split": split, "user_id": chunk})
             candidates[lo : lo + real] = core.candidates[:real]
             for t in range(rounds):
                 # exactly the call RPPVectorEnv.step makes; only the draws are kept
