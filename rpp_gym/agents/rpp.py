@@ -62,12 +62,13 @@ the CPU with the same number of torch threads (``Args.threads``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import json
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -592,6 +593,18 @@ class TrainResult:
         return RPPPolicy(self.agent, deterministic, seed, self.args.exp_name)
 
 
+@contextlib.contextmanager
+def live_eval_env_kwargs(env: Any, env_kwargs: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """:func:`eval_env_kwargs` for an agent still training on ``env``: a global RPP+ bank is
+    evaluated from a temporary snapshot (the checkpoint's bank file is left alone)."""
+    core = getattr(env.unwrapped, "core", None)  # none behind e.g. SB3's DummyVecEnv (fixed banks)
+    if core is None or not (core.masked and core.scope == "global"):
+        yield dict(env_kwargs)
+        return
+    with tempfile.TemporaryDirectory(prefix="rpp-gym-eval-") as tmp:
+        yield eval_env_kwargs(env_kwargs, save_bank(env, Path(tmp) / "bank.json"))
+
+
 def eval_env_kwargs(env_kwargs: Mapping[str, Any], bank_path: str | Path | None) -> dict[str, Any]:
     """``env_kwargs`` with a saved global RPP+ bank frozen in (unchanged when ``bank_path`` is None):
     no rewrites and no statistics updates, so every user sees the trained bank as it was saved."""
@@ -721,13 +734,10 @@ def _train(
 
     def periodic_eval(update: int, seen: int) -> None:
         if args.eval_every and (update % args.eval_every == 0 or update == num_updates):
-            with tempfile.TemporaryDirectory(prefix="rpp-gym-eval-") as tmp:
-                # a snapshot of the live bank; bank_path stays the checkpoint's bank
-                snapshot = save_bank(envs, Path(tmp) / "bank.json") if bank_path is not None else None
+            with live_eval_env_kwargs(envs, args.env_kwargs) as kwargs:
                 res = evaluate(
                     RPPPolicy(agent, True, name=args.exp_name), args.env_id, split=args.eval_split,
-                    n_users=args.eval_users, seed=args.eval_seed,
-                    env_kwargs=eval_env_kwargs(args.env_kwargs, snapshot),
+                    n_users=args.eval_users, seed=args.eval_seed, env_kwargs=kwargs,
                 )
             agent.train()
             result.eval_curve.append((seen, float(res.per_user().mean())))

@@ -39,7 +39,7 @@ def _train(args: argparse.Namespace, name: str, extra: list[str]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from rpp_gym.cli.evaluate import run_comparison
+    from rpp_gym.cli.evaluate import DEFAULT_METHODS, run_comparison
 
     start = time.perf_counter()
     out = Path(args.out)
@@ -58,18 +58,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                          "--refine-steps", str(refine_steps)])
         if code:
             return code
-    methods = [
-        "random",
-        "llmrank",
-        "fewshot-5",
-        "fewshot-20",
-        "best-fixed",
-        "oracle",
-        "popularity",
-        "bpr",
-        "sasrec",
-        *runs,
-    ]
+    methods = [*DEFAULT_METHODS.split(","), *runs]  # what `rpp-gym compare` compares, plus the runs
     groups: list = [(f"{SIM_ENV} (sim)", SIM_ENV, {}, None)]
     if args.real_users:
         # A 135M model on 2 CPU cores answers about one prompt per 1.5-3 s: the real-LLM column

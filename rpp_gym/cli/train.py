@@ -11,7 +11,6 @@ import argparse
 import csv
 import json
 import shlex
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -184,20 +183,13 @@ def _finish(out: Path, status: str, steps: int | None = None) -> None:
     write_json_atomic(out / "config.json", config)
 
 
-def _eval_valid(
-    policy: Any, args: argparse.Namespace, env_kwargs: dict[str, Any], live_env: Any = None, out: Path | None = None
-) -> float:
+def _eval_valid(policy: Any, args: argparse.Namespace, env_kwargs: dict[str, Any], live_env: Any) -> float:
     """Mean NDCG@10 on the first valid users; an RPP+ run in global scope on a snapshot of its live bank."""
-    from rpp_gym.agents.rpp import eval_env_kwargs
-    from rpp_gym.envs.refine import save_bank
+    from rpp_gym.agents.rpp import live_eval_env_kwargs
     from rpp_gym.evaluation import evaluate
 
-    core = getattr(getattr(live_env, "unwrapped", None), "core", None)
-    with tempfile.TemporaryDirectory(prefix="rpp-gym-eval-") as tmp:
-        if core is not None and core.masked and core.scope == "global":
-            # a snapshot of the live bank: OUT/bank.json stays the one saved with the checkpoint
-            env_kwargs = eval_env_kwargs(env_kwargs, save_bank(live_env, Path(tmp) / "bank.json"))
-        res = evaluate(policy, args.env, split="valid", n_users=args.eval_users, seed=0, env_kwargs=env_kwargs)
+    with live_eval_env_kwargs(live_env, env_kwargs) as kwargs:
+        res = evaluate(policy, args.env, split="valid", n_users=args.eval_users, seed=0, env_kwargs=kwargs)
     return float(res.per_user().mean())
 
 
@@ -222,7 +214,7 @@ def _train_rpp(args: argparse.Namespace, out: Path, env_kwargs: dict[str, Any], 
         eval_ndcg = None
         if args.eval_every and event["seen"] >= next_eval[0]:
             policy = RPPPolicy(event["agent"], True, name=out.name)
-            eval_ndcg = _eval_valid(policy, args, env_kwargs, event["env"], out)
+            eval_ndcg = _eval_valid(policy, args, env_kwargs, event["env"])
             event["agent"].train()
             next_eval[0] += args.eval_every
         progress.update(event["seen"], event["reward"], event.get("ndcg@1"), eval_ndcg)
@@ -302,7 +294,7 @@ def _train_sb3(args: argparse.Namespace, out: Path, env_kwargs: dict[str, Any], 
             eval_ndcg = None
             if args.eval_every and self.num_timesteps >= self.next_eval:
                 policy = SB3Policy(self.model, out.name, nvec=nvec, mask_start=config.get("mask_start"))
-                eval_ndcg = _eval_valid(policy, args, env_kwargs, vec, out)
+                eval_ndcg = _eval_valid(policy, args, env_kwargs, vec)
                 self.next_eval += args.eval_every
             if self.num_timesteps >= self.next_save:
                 save()

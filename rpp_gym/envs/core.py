@@ -614,8 +614,12 @@ class RPPCore:
         """The documented observation vector of each slot (see ``RPPEnv``'s docstring)."""
         return self._obs.copy() if slots is None else self._obs[np.asarray(slots)]
 
-    def _write_obs(self, slot: int) -> None:
-        """Refresh one slot's row of the observation matrix after a reset or a step."""
+    def _write_obs(self, slot: int, bank_block: bool = True) -> None:
+        """Refresh one slot's row of the observation matrix after a reset or a step.
+
+        ``bank_block=False`` leaves the RPP+ block (slot statistics, mask) to one
+        :meth:`refresh_masks` after the whole batch, which builds it once per bank.
+        """
         row = self._obs[slot]
         d = self.bundle.user_emb.shape[1]
         n = self._n_onehot
@@ -628,7 +632,7 @@ class RPPCore:
             one_hot[self._onehot_offsets + self.prev_action[slot]] = 1.0
         row[d + 2 + n : d + 6 + n] = self.prev_scores[slot]
         row[d + 6 + n : 2 * d + 6 + n] = np.clip(self.top_emb[slot], -1.0, 1.0)
-        if self.masked:
+        if self.masked and bank_block:
             row[2 * d + 6 + n :] = self._bank_row(slot)
 
     # ---- the step ----------------------------------------------------------------------------
@@ -798,7 +802,7 @@ class RPPCore:
             if self.masked and self.update_stats:
                 for j, p in enumerate(SENTENCE_PATTERNS, 1):
                     bank.record(p, int(acts[i, j]), reward)
-            self._write_obs(slot)
+            self._write_obs(slot, bank_block=False)  # refresh_masks() below writes it
             info = {
                 "user_id": self.bundle.dataset.user_ids[int(self.user[slot])],
                 "round": int(self.round[slot]),

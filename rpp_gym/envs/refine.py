@@ -363,8 +363,9 @@ def freeze_bank(env: Any) -> None:
     core = getattr(env, "core", None) or env.unwrapped.core
     if not core.masked or core.refiner is None:
         raise ValueError("this env has fixed banks (no RPP+ refinement); there is no bank to freeze")
-    core.refiner.freeze()
-    core.update_stats = False
+    if core.update_stats:  # not frozen yet (callers may ask after every step)
+        core.refiner.freeze()
+        core.update_stats = False
 
 
 def load_slot_bank(path: str | Path) -> SlotBank:
